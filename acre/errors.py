@@ -1,0 +1,21 @@
+"""The project's own error types: every bad input ends in one of these, with a message naming the cause."""
+
+
+class AcreError(Exception):
+    """Base class of every error acre raises on purpose."""
+
+
+class BundleError(AcreError):
+    """A bundle directory is missing, corrupt, of another version, or inconsistent."""
+
+
+class ModelLoadError(AcreError):
+    """A model checkpoint could not be found or is not a supported architecture."""
+
+
+class InputError(AcreError):
+    """Text or token ids given to a session cannot be used (empty, out of range, too long)."""
+
+
+class EngineError(AcreError):
+    """An engine is unavailable here or its program failed to run."""

@@ -1,0 +1,1 @@
+"""Build time: model -> fixed-shape step programs -> bundle."""

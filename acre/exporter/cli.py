@@ -1,0 +1,36 @@
+"""`acre-export`: write a bundle for a device target."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from acre.errors import AcreError
+from acre.exporter.export import DEFAULT_CHUNK, DEFAULT_POT, TARGETS, export_bundle
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="acre-export", description=__doc__)
+    parser.add_argument("--target", required=True, choices=[*TARGETS, "all"], help="device target")
+    parser.add_argument(
+        "--model", default="builtin", help="builtin, a .gguf file or a HF checkpoint directory"
+    )
+    parser.add_argument("--out", type=Path, default=Path("bundle"), help="bundle directory to write")
+    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="prefill chunk length C")
+    parser.add_argument("--pot", type=int, default=DEFAULT_POT, help="pot capacity P in slots")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="acre-export: %(message)s")
+    targets = list(TARGETS) if args.target == "all" else [args.target]
+    try:
+        out = export_bundle(args.out, targets, args.model, chunk=args.chunk, pot=args.pot)
+    except AcreError as exc:
+        print(f"acre-export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"acre-export: wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Write a bundle: load the checkpoint, build the step module, trace it for each target, write the
+tokenizer and the manifest (last, with every file's checksum)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import acre
+from acre.bundle import TOKENIZER_DIR, file_entries, write_manifest
+from acre.errors import InputError
+from acre.exporter.checkpoint import Checkpoint, load_checkpoint
+from acre.exporter.programs import export_executorch, export_onnx
+from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
+
+# user-facing target -> (engine name in the manifest, writer, program file)
+TARGETS = {
+    "android": ("executorch", export_executorch, "model.pte"),
+    "onnx": ("onnx", export_onnx, "model.onnx"),
+}
+DEFAULT_CHUNK = 128
+DEFAULT_POT = 2048
+
+
+def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
+    """EOS plus the chat template's end-of-turn tokens, as far as the vocabulary has them."""
+    ids = set()
+    for candidate in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        ids.update(candidate if isinstance(candidate, list) else [candidate] if candidate is not None else [])
+    vocab = tokenizer.get_vocab()
+    ids.update(
+        vocab[t] for t in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>") if t in vocab
+    )
+    return sorted(int(i) for i in ids)
+
+
+def export_bundle(
+    out: Path,
+    targets: list[str],
+    model: str | Checkpoint = "builtin",
+    chunk: int = DEFAULT_CHUNK,
+    pot: int = DEFAULT_POT,
+) -> Path:
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise InputError(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
+    if chunk < 2 or pot < chunk:
+        raise InputError(f"need chunk >= 2 and pot >= chunk (got chunk={chunk}, pot={pot})")
+    checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
+    step = StepModel.from_hf(checkpoint.model)
+    if pot + chunk > step.g.window:
+        raise InputError(f"pot {pot} + chunk {chunk} exceeds the model's window of {step.g.window}")
+
+    # Build beside the destination and swap in at the end: a failed export never leaves half a bundle.
+    out = Path(out)
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    programs: dict[str, dict[str, Any]] = {}
+    for target in targets:
+        engine, writer, filename = TARGETS[target]
+        started = time.perf_counter()
+        programs[engine] = writer(step, chunk, pot, work / filename)
+        programs[engine]["export_seconds"] = round(time.perf_counter() - started, 1)
+    checkpoint.tokenizer.save_pretrained(work / TOKENIZER_DIR)
+    names = [info["file"] for info in programs.values()] + [TOKENIZER_DIR]
+    g = step.g
+    write_manifest(
+        work,
+        {
+            "acre_version": acre.__version__,
+            "model": {
+                "source": checkpoint.source,
+                "architecture": checkpoint.model.config.model_type,
+                "geometry": g.to_dict(),
+            },
+            "step": {
+                "chunk": chunk,
+                "pot": pot,
+                "kv_dtype": "float32",
+                "signal_layers": step.signal_layers,
+                "probe_layers": step.probe_layers,
+                "inputs": list(INPUT_NAMES),
+                "outputs": list(OUTPUT_NAMES),
+            },
+            "quantization": {"weights": "float32", "activations": "float32"},
+            "programs": programs,
+            "tokenizer": {
+                "dir": TOKENIZER_DIR,
+                "chat_template": getattr(checkpoint.tokenizer, "chat_template", None),
+                "eos_token_ids": stop_token_ids(checkpoint.tokenizer, checkpoint.model),
+                "bos_token_id": checkpoint.tokenizer.bos_token_id,
+                "special_tokens": checkpoint.tokenizer.all_special_tokens,
+            },
+            "files": file_entries(work, names),
+            "torch_version": torch.__version__,
+        },
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)
+    return out

@@ -1,0 +1,146 @@
+"""Engines: run the step program of a bundle, one small interface for every backend.
+
+`torch` runs the eager `StepModel` (the reference; weights come from the checkpoint the bundle was
+exported from), `executorch` runs `model.pte` through `executorch.runtime`, `onnx` runs `model.onnx`
+through onnxruntime. All take numpy inputs owned by the runtime and return numpy outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from acre.bundle import Bundle
+from acre.errors import BundleError, EngineError
+from acre.step import INPUT_NAMES, StepModel
+
+ENGINES = ("torch", "executorch", "onnx")
+
+
+@dataclass
+class StepInputs:
+    tokens: np.ndarray  # [C] int64
+    positions: np.ndarray  # [C] int64
+    pot_k: np.ndarray  # [L, Hkv, P, D]
+    pot_v: np.ndarray
+    pot_positions: np.ndarray  # [P] int64
+    pot_mask: np.ndarray  # [P] bool
+    last_index: np.ndarray  # [1] int64
+
+    def as_tuple(self) -> tuple[np.ndarray, ...]:
+        return tuple(getattr(self, name) for name in INPUT_NAMES)
+
+
+@dataclass
+class StepOutputs:
+    logits: np.ndarray  # [vocab]
+    k_new: np.ndarray  # [L, Hkv, C, D]
+    v_new: np.ndarray
+    pot_attention: np.ndarray  # [C, P]
+    q_probe: np.ndarray  # [Lp, H, C, D]
+
+    @classmethod
+    def from_arrays(cls, arrays: list[np.ndarray]) -> StepOutputs:
+        return cls(*arrays)
+
+
+class Engine(Protocol):
+    name: str
+
+    def step(self, inputs: StepInputs) -> StepOutputs:
+        """Run the prefill entry point (C rows) or decode (1 row), chosen by len(inputs.tokens)."""
+        ...
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, step_model: StepModel) -> None:
+        self.model = step_model.eval()
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> TorchEngine:
+        from acre.exporter.checkpoint import load_checkpoint
+
+        m = bundle.manifest
+        checkpoint = load_checkpoint(m["model"]["source"])
+        step = StepModel.from_hf(
+            checkpoint.model,
+            signal_layers=m["step"]["signal_layers"],
+            probe_layers=m["step"]["probe_layers"],
+            kv_dtype=getattr(torch, bundle.kv_dtype),
+        )
+        if step.g != bundle.geometry:
+            raise BundleError(f"{bundle.root}: checkpoint {m['model']['source']} does not match its geometry")
+        return cls(step)
+
+    def step(self, inputs: StepInputs) -> StepOutputs:
+        with torch.inference_mode():
+            out = self.model(*(torch.from_numpy(a) for a in inputs.as_tuple()))
+        return StepOutputs.from_arrays([t.numpy() for t in out])
+
+
+class ExecuTorchEngine:
+    name = "executorch"
+
+    def __init__(self, bundle: Bundle) -> None:
+        try:
+            from executorch.runtime import Runtime
+        except ImportError as exc:
+            raise EngineError("executorch is not installed: pip install 'acre[android]'") from exc
+        path = bundle.program_path("executorch")
+        try:
+            program = Runtime.get().load_program(path)
+            self.methods = {name: program.load_method(name) for name in ("prefill", "decode")}
+        except Exception as exc:  # the runtime raises RuntimeError/ValueError with codes
+            raise BundleError(f"{path}: ExecuTorch cannot load the program ({exc})") from exc
+        self.chunk = bundle.chunk
+
+    def step(self, inputs: StepInputs) -> StepOutputs:
+        method = self.methods["decode" if len(inputs.tokens) == 1 else "prefill"]
+        out = method.execute([torch.from_numpy(a) for a in inputs.as_tuple()])
+        return StepOutputs.from_arrays([t.numpy() for t in out])
+
+
+class OnnxEngine:
+    name = "onnx"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EngineError("onnxruntime is not installed: pip install 'acre[onnx]'") from exc
+        path = bundle.program_path("onnx")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BundleError(f"{path}: ONNX Runtime cannot load the program ({exc})") from exc
+
+    def step(self, inputs: StepInputs) -> StepOutputs:
+        feeds = dict(zip(INPUT_NAMES, inputs.as_tuple(), strict=True))
+        return StepOutputs.from_arrays(self.session.run(None, feeds))
+
+
+def open_engine(bundle: Bundle, name: str = "auto") -> Engine:
+    """The named engine, or for `auto` the first program the bundle has that can run here."""
+    if name == "auto":
+        for candidate in ("executorch", "onnx"):
+            if candidate in bundle.programs:
+                try:
+                    return open_engine(bundle, candidate)
+                except EngineError:
+                    continue
+        return TorchEngine.from_bundle(bundle)
+    if name == "torch":
+        return TorchEngine.from_bundle(bundle)
+    if name == "executorch":
+        return ExecuTorchEngine(bundle)
+    if name == "onnx":
+        return OnnxEngine(bundle)
+    raise EngineError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)} or auto")

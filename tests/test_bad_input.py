@@ -1,0 +1,123 @@
+"""Bad input gets one clear error naming the cause; nothing crashes deep inside an engine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from acre.bundle import Bundle
+from acre.errors import BundleError, InputError
+from acre.runtime.session import Session
+
+
+def edit_manifest(bundle, change) -> None:
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_missing_program_file_is_named(bundle_copy):
+    (bundle_copy / "model.pte").unlink()
+    with pytest.raises(BundleError, match=r"model\.pte: missing"):
+        Bundle.open(bundle_copy)
+
+
+def test_truncated_program_file_is_named(bundle_copy):
+    path = bundle_copy / "model.onnx"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(BundleError, match=r"model\.onnx: .*truncated"):
+        Bundle.open(bundle_copy)
+
+
+def test_modified_program_file_fails_its_checksum(bundle_copy):
+    path = bundle_copy / "model.pte"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one bit pattern changed
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model\.pte: sha256 checksum mismatch"):
+        Bundle.open(bundle_copy)
+
+
+def test_modified_tokenizer_fails_its_checksum(bundle_copy):
+    path = bundle_copy / "tokenizer" / "tokenizer.json"
+    text = path.read_text()
+    path.write_text(text.replace("pass", "past", 1))
+    with pytest.raises(BundleError, match=r"tokenizer\.json"):
+        Bundle.open(bundle_copy)
+
+
+def test_checksum_entry_that_disagrees_is_refused(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m["files"]["model.onnx"].update(sha256="0" * 64))
+    with pytest.raises(BundleError, match=r"model\.onnx: sha256 checksum mismatch"):
+        Bundle.open(bundle_copy)
+
+
+def test_manifest_of_another_version_is_refused(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m.update(version=99))
+    with pytest.raises(BundleError, match="version 99"):
+        Bundle.open(bundle_copy)
+
+
+def test_manifest_missing_a_field_is_refused(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m["step"].pop("pot"))
+    with pytest.raises(BundleError, match="missing or malformed field"):
+        Bundle.open(bundle_copy)
+
+
+def test_manifest_that_is_not_json_is_refused(bundle_copy):
+    (bundle_copy / "manifest.json").write_bytes(b"{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Bundle.open(bundle_copy)
+
+
+def test_manifest_cannot_point_outside_the_bundle(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m["programs"]["onnx"].update(file="../elsewhere.onnx"))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        Bundle.open(bundle_copy)
+
+
+def test_missing_bundle_directory_is_named(tmp_path):
+    with pytest.raises(BundleError, match="not found"):
+        Bundle.open(tmp_path / "nope")
+
+
+def test_engine_the_bundle_lacks_is_named(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m["programs"].pop("onnx"))
+    with pytest.raises(BundleError, match="no onnx program"):
+        Session(bundle_copy, engine="onnx")
+
+
+@pytest.fixture(scope="module")
+def session(tiny_bundle):
+    return Session(tiny_bundle, engine="onnx")
+
+
+@pytest.mark.parametrize("bad", [-1, 10**6])
+def test_token_ids_out_of_range_are_refused(session, bad):
+    with pytest.raises(InputError, match=f"token id {bad} outside"):
+        session.ingest_ids([5, 6, bad])
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_document_is_refused(session, text):
+    with pytest.raises(InputError, match="document is empty"):
+        session.ingest(text)
+
+
+def test_empty_question_is_refused(session):
+    session.ingest("The sky is blue.")
+    with pytest.raises(InputError, match="question is empty"):
+        list(session.ask("  "))
+
+
+def test_question_before_any_document_is_refused(tiny_bundle):
+    with pytest.raises(InputError, match="no document ingested"):
+        list(Session(tiny_bundle, engine="onnx").ask("What?"))
+
+
+def test_question_that_does_not_fit_the_pot_is_refused(session):
+    session.ingest("The sky is blue.")
+    with pytest.raises(InputError, match="only .* pot slots are left"):
+        list(session.ask("Why is the sky blue? " * 100))

@@ -1,0 +1,77 @@
+"""Session behaviour: chat template, stopping, sampling, independent questions, progress."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acre.errors import InputError
+from acre.runtime.pot import SlotKind
+from acre.runtime.sampling import sample
+from acre.runtime.session import Session
+
+DOCUMENT = "The sun is yellow. The pass key is 67890. Here we go, there and back again. " * 4
+
+
+@pytest.fixture(scope="module")
+def session(tiny_bundle):
+    s = Session(tiny_bundle, engine="torch")
+    s.ingest(DOCUMENT)
+    return s
+
+
+def test_prompt_is_the_chat_template_with_document_and_question(session):
+    list(session.ask("What is the pass key?", max_new_tokens=2))
+    expected = session.tokenizer.apply_chat_template(
+        [{"role": "user", "content": DOCUMENT + "\n\nWhat is the pass key?"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert session.tokenizer.decode(session.prompt_ids) == expected
+
+
+def test_questions_are_independent_of_earlier_questions(session):
+    first = "".join(session.ask("What is the pass key?", max_new_tokens=12))
+    list(session.ask("Is the sky blue?", max_new_tokens=12))
+    again = "".join(session.ask("What is the pass key?", max_new_tokens=12))
+    assert first and first == again
+    assert session.pot.used <= len(session.document_ids) + len(session.prompt_ids)
+
+
+def test_decoding_stops_at_a_stop_token(session):
+    greedy = list(session.generate(session.tokenizer.encode("\n\nWhat?"), max_new_tokens=6))
+    session.stop_ids = {greedy[2]}  # pretend the third answer token ends the turn
+    try:
+        assert list(session.generate(session.tokenizer.encode("\n\nWhat?"), max_new_tokens=6)) == greedy[:2]
+    finally:
+        session.stop_ids = set(session.bundle.eos_token_ids)
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_without(session):
+    q = session.tokenizer.encode("\n\nWhat?")
+    a = list(session.generate(q, max_new_tokens=16, temperature=1.5, seed=7))
+    b = list(session.generate(q, max_new_tokens=16, temperature=1.5, seed=7))
+    others = {tuple(session.generate(q, max_new_tokens=16, temperature=1.5, seed=s)) for s in range(5)}
+    assert a == b and len(others) > 1
+
+
+def test_top_p_keeps_only_the_nucleus():
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    rng = np.random.default_rng(0)
+    drawn = {sample(logits, 1.0, 0.7, rng) for _ in range(300)}
+    assert drawn == {0, 1}
+    assert sample(logits, 0.0, 1.0, rng) == 0
+
+
+def test_ingest_reports_progress_per_chunk(tiny_bundle):
+    s = Session(tiny_bundle, engine="torch")
+    seen: list[tuple[int, int]] = []
+    n = s.ingest(DOCUMENT, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (n, n) and len(seen) == -(-n // s.chunk)
+    assert (s.pot.kind[s.pot.mask] == SlotKind.RECENT).sum() == n
+
+
+def test_document_longer_than_the_full_pot_is_refused(tiny_bundle):
+    s = Session(tiny_bundle, engine="torch")
+    with pytest.raises(InputError, match="pot"):
+        s.ingest(DOCUMENT * 20)
