@@ -86,12 +86,12 @@ def test_missing_bundle_directory_is_named(tmp_path):
 def test_engine_the_bundle_lacks_is_named(bundle_copy):
     edit_manifest(bundle_copy, lambda m: m["programs"].pop("onnx"))
     with pytest.raises(BundleError, match="no onnx program"):
-        Session(bundle_copy, engine="onnx")
+        Session(bundle_copy, engine="onnx", policy="full")
 
 
 @pytest.fixture(scope="module")
 def session(tiny_bundle):
-    return Session(tiny_bundle, engine="onnx")
+    return Session(tiny_bundle, engine="onnx", policy="full")
 
 
 @pytest.mark.parametrize("bad", [-1, 10**6])
@@ -114,7 +114,7 @@ def test_empty_question_is_refused(session):
 
 def test_question_before_any_document_is_refused(tiny_bundle):
     with pytest.raises(InputError, match="no document ingested"):
-        list(Session(tiny_bundle, engine="onnx").ask("What?"))
+        list(Session(tiny_bundle, engine="onnx", policy="full").ask("What?"))
 
 
 def test_question_that_does_not_fit_the_pot_is_refused(session):

@@ -29,7 +29,7 @@ def hf_greedy(model, prompt_ids: list[int], new_tokens: int, stop_ids: list[int]
 
 @pytest.mark.parametrize("engine", ["torch", "executorch", "onnx"])
 def test_greedy_answer_equals_transformers_generate(tiny_bundle, tiny_checkpoint, engine):
-    session = Session(tiny_bundle, engine=engine)
+    session = Session(tiny_bundle, engine=engine, policy="full")
     session.ingest(DOCUMENT)
     answer = list(session.generate(session.tokenizer.encode("\n\n" + QUESTION), max_new_tokens=24))
     expected = hf_greedy(tiny_checkpoint.model, session.prompt_ids, 24, session.bundle.eos_token_ids)

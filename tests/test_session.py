@@ -15,7 +15,7 @@ DOCUMENT = "The sun is yellow. The pass key is 67890. Here we go, there and back
 
 @pytest.fixture(scope="module")
 def session(tiny_bundle):
-    s = Session(tiny_bundle, engine="torch")
+    s = Session(tiny_bundle, engine="torch", policy="full")
     s.ingest(DOCUMENT)
     return s
 
@@ -64,7 +64,7 @@ def test_top_p_keeps_only_the_nucleus():
 
 
 def test_ingest_reports_progress_per_chunk(tiny_bundle):
-    s = Session(tiny_bundle, engine="torch")
+    s = Session(tiny_bundle, engine="torch", policy="full")
     seen: list[tuple[int, int]] = []
     n = s.ingest(DOCUMENT, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (n, n) and len(seen) == -(-n // s.chunk)
@@ -72,6 +72,6 @@ def test_ingest_reports_progress_per_chunk(tiny_bundle):
 
 
 def test_document_longer_than_the_full_pot_is_refused(tiny_bundle):
-    s = Session(tiny_bundle, engine="torch")
+    s = Session(tiny_bundle, engine="torch", policy="full")
     with pytest.raises(InputError, match="pot"):
         s.ingest(DOCUMENT * 20)

@@ -45,6 +45,7 @@ def export_bundle(
     chunk: int = DEFAULT_CHUNK,
     pot: int = DEFAULT_POT,
 ) -> Path:
+    # No target at all is allowed: such a bundle runs on the eager `torch` engine only (tests, benchmarks).
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise InputError(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")

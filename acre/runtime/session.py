@@ -1,9 +1,10 @@
-"""A session: one document ingested into the pot, then questions answered from it.
+"""A session: one document ingested, then questions answered from it in bounded RAM.
 
-    session = Session("bundle/")
-    session.ingest(text)
+    session = Session("bundle/")                 # policy "acre" by default
+    session.ingest(text, store="docs/report")    # L2 on flash, L1 + sinks + recent in the pot
     for piece in session.ask("What is the pass key?"):
         print(piece, end="")
+    # later, in another process: Session("bundle/").open_document("docs/report")
 
 The prompt is the tokenizer's chat template with the document and the question in one user turn:
 the document part (template prefix + document) is ingested once; each question (+ template suffix)
@@ -13,7 +14,12 @@ document: questions do not see earlier questions or answers.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +27,17 @@ import numpy as np
 
 from acre.bundle import Bundle
 from acre.errors import InputError
-from acre.runtime.engines import Engine, StepInputs, open_engine
+from acre.runtime.engines import Engine, StepInputs, StepOutputs, open_engine
+from acre.runtime.l2 import SpanBuffer, SpanStore, StoreMeta
+from acre.runtime.policies import CATALYST, Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind
 from acre.runtime.sampling import sample
+from acre.runtime.span_index import SpanIndex
 
 _MARKER = "\u0000ACRE-DOCUMENT\u0000"
 QUESTION_SEPARATOR = "\n\n"
+DOCUMENT_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT, SlotKind.REFILL)
+STORED_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT)
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 
@@ -42,25 +53,84 @@ def split_chat_template(tokenizer: Any) -> tuple[str, str]:
     return prefix, suffix
 
 
+def bundle_fingerprint(bundle: Bundle) -> str:
+    """Identifies the model and programs that produced an L2 store's activations."""
+    m = bundle.manifest
+    programs = {
+        name: info["sha256"] for name, info in sorted(m["files"].items()) if not name.startswith("tok")
+    }
+    blob = json.dumps(
+        {"geometry": m["model"]["geometry"], "step": m["step"], "programs": programs}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class QuestionStats:
+    """What the last question cost and chose (for the profiler, the benchmarks and the tests)."""
+
+    spans: list[int] = field(default_factory=list)
+    span_scores: np.ndarray | None = None
+    bytes_read: int = 0
+
+
 class Session:
     def __init__(
-        self, bundle: str | Path | Bundle, engine: str | Engine = "auto", policy: str = "full"
+        self,
+        bundle: str | Path | Bundle,
+        engine: str | Engine = "auto",
+        policy: str = "acre",
+        span_tokens: int = 64,
+        reps: int = 4,
+        codec: str = "float16",
+        **switches: bool,
     ) -> None:
         from transformers import AutoTokenizer
 
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        self.policy = make_policy(policy, **switches)
         self.engine = open_engine(self.bundle, engine) if isinstance(engine, str) else engine
-        if policy != "full":
-            raise InputError(f"unknown policy {policy!r}; available: full")
-        self.policy = policy
         self.geometry = self.bundle.geometry
         self.chunk = self.bundle.chunk
+        self.span_tokens, self.reps, self.codec = span_tokens, reps, codec
         self.tokenizer = AutoTokenizer.from_pretrained(self.bundle.tokenizer_dir)
         self.prefix, self.suffix = split_chat_template(self.tokenizer)
         self.stop_ids = set(self.bundle.eos_token_ids)
         self.pot = Pot(self.geometry, self.bundle.pot, self.bundle.kv_dtype)
+        self.layout = Layout.plan(self.policy, self.pot.capacity, self.chunk, span_tokens)
+        self.regions = self._regions()
+        catalyst = self.tokenizer.encode(CATALYST, add_special_tokens=False) if self.policy.l1 else []
+        self.catalyst_ids = catalyst[-(self.chunk // 4) :] if catalyst else []
+        self.probe_layers = list(self.bundle.manifest["step"]["probe_layers"])
+        self.store: SpanStore | None = None
+        self.index: SpanIndex | None = None
         self.document_ids: list[int] = []
-        self.prompt_ids: list[int] = []  # the full prompt of the last question, for inspection
+        self.prompt_ids: list[int] = []  # the prompt of the last question, as the model saw it in order
+        self.last = QuestionStats()
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def _regions(self) -> dict[SlotKind, np.ndarray]:
+        if not self.policy.bounded:  # full: one shared pool, the question takes what the document left
+            every = np.arange(self.pot.capacity)
+            return {SlotKind.RECENT: every, SlotKind.QUESTION: every}
+        regions, start = {}, 0
+        for kind, size in (
+            (SlotKind.SINK, self.layout.sink),
+            (SlotKind.L1, self.layout.l1),
+            (SlotKind.RECENT, self.layout.recent),
+            (SlotKind.REFILL, self.layout.refill),
+            (SlotKind.QUESTION, self.layout.question),
+        ):
+            regions[kind] = np.arange(start, start + size)
+            start += size
+        return regions
+
+    def free_in(self, kind: SlotKind) -> np.ndarray:
+        slots = self.regions.get(kind, np.empty(0, dtype=np.int64))
+        return slots[self.pot.kind[slots] == SlotKind.FREE]
+
+    def slots_of(self, *kinds: SlotKind) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.pot.kind, kinds))
 
     # ---- tokens -------------------------------------------------------------------------------
     def encode(self, text: str, what: str) -> list[int]:
@@ -69,7 +139,7 @@ class Session:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _check_ids(self, ids: list[int], what: str) -> None:
-        if not ids:
+        if not len(ids):
             raise InputError(f"the {what} has no tokens")
         bad = [t for t in ids if not 0 <= int(t) < self.geometry.vocab]
         if bad:
@@ -77,28 +147,141 @@ class Session:
                 f"the {what} has token id {bad[0]} outside the model's vocabulary [0, {self.geometry.vocab})"
             )
 
-    # ---- ingest -------------------------------------------------------------------------------
-    def ingest(self, text: str, progress: Progress | None = None) -> int:
-        """Ingest a document (replacing any earlier one); returns its length in tokens."""
+    def document_prompt_ids(self, text: str) -> list[int]:
         ids = self.encode(text, "document")
         if not self.prefix and getattr(self.tokenizer, "bos_token_id", None) is not None:
             ids = [self.tokenizer.bos_token_id, *ids]
         prefix_ids = self.tokenizer.encode(self.prefix, add_special_tokens=False) if self.prefix else []
-        return self.ingest_ids(prefix_ids + ids, progress)
+        return prefix_ids + ids
 
-    def ingest_ids(self, ids: list[int], progress: Progress | None = None) -> int:
+    def question_prompt_ids(self, question: str) -> list[int]:
+        self.encode(question, "question")  # refuses an empty question
+        return self.tokenizer.encode(QUESTION_SEPARATOR + question + self.suffix, add_special_tokens=False)
+
+    # ---- ingest -------------------------------------------------------------------------------
+    def ingest(self, text: str, store: str | Path | None = None, progress: Progress | None = None) -> int:
+        """Ingest a document (replacing any earlier one); returns its length in tokens.
+        With a refilling policy its L2 goes to `store` (a temporary directory if None)."""
+        return self.ingest_ids(self.document_prompt_ids(text), store, progress)
+
+    def ingest_ids(
+        self, ids: list[int], store: str | Path | None = None, progress: Progress | None = None
+    ) -> int:
         self._check_ids(ids, "document")
-        room = self.pot.capacity - 1
-        if len(ids) > room:
+        if not self.policy.bounded and len(ids) > self.pot.capacity - 1:
             raise InputError(
-                f"the document has {len(ids)} tokens; the '{self.policy}' policy keeps all of them in the "
-                f"pot, which holds {self.pot.capacity} slots. Export with a larger --pot."
+                f"the document has {len(ids)} tokens; the 'full' policy keeps all of them in the pot, "
+                f"which holds {self.pot.capacity} slots. Use a bounded policy (acre) or a larger --pot."
             )
         self.pot.clear(np.arange(self.pot.capacity))
-        self.document_ids = []
-        self._prefill(ids, SlotKind.RECENT, progress)
+        self.document_ids, self.index = [], None
+        buffer = self._create_store(store) if self.policy.refill else None
+        per_step = self.chunk - len(self.catalyst_ids)
+        for start in range(0, len(ids), per_step):
+            piece = ids[start : start + per_step]
+            out = self._step(piece + self.catalyst_ids, self._compact())
+            n = len(piece)
+            if buffer:
+                buffer.add(np.asarray(piece), out.k_new[:, :, :n], out.v_new[:, :, :n])
+            self._place(start, n, out, catalyst_rows=slice(n, n + len(self.catalyst_ids)))
+            if progress:
+                progress(start + n, len(ids))
         self.document_ids = list(ids)
+        if buffer and self.store:
+            buffer.flush()
+            state = {
+                name: getattr(self.pot, name) for name in ("k", "v", "positions", "mask", "kind", "token")
+            }
+            self.store.finish(
+                {**state, "document_ids": np.asarray(ids, dtype=np.int32)}, {"policy": self.policy.name}
+            )
+            self.index = SpanIndex(self.store.reps)
         return len(ids)
+
+    def _store_meta(self) -> StoreMeta:
+        g = self.geometry
+        return StoreMeta(
+            fingerprint=bundle_fingerprint(self.bundle),
+            span_tokens=self.span_tokens,
+            layers=g.layers,
+            kv_heads=g.kv_heads,
+            head_dim=g.head_dim,
+            probe_layers=len(self.probe_layers),
+            reps=self.reps,
+            codec=self.codec,
+        )
+
+    def _create_store(self, store: str | Path | None) -> SpanBuffer:
+        if store is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="acre-l2-")
+            store = self._tempdir.name
+        if self.store:
+            self.store.close()
+        self.store = SpanStore.create(store, self._store_meta())
+        return SpanBuffer(self.store, self.probe_layers)
+
+    def open_document(self, store: str | Path) -> int:
+        """Reopen a document ingested earlier (by any process) with this bundle; no re-ingest."""
+        if not self.policy.refill:
+            raise InputError(
+                f"policy '{self.policy.name}' keeps no L2 store; open documents with policy acre"
+            )
+        opened = SpanStore.open(store, fingerprint=bundle_fingerprint(self.bundle))
+        state = opened.load_pot()
+        if state["k"].shape != self.pot.k.shape or opened.info.get("policy") != self.policy.name:
+            raise InputError(f"{store}: ingested with another pot layout or policy; ingest it again")
+        for name in ("k", "v", "positions", "mask", "kind", "token"):
+            getattr(self.pot, name)[...] = state[name]  # in place: the pot is never reallocated
+        if self.store:
+            self.store.close()
+        self.store, self.index = opened, SpanIndex(opened.reps)
+        self.document_ids = state["document_ids"].tolist()
+        return len(self.document_ids)
+
+    def _place(self, start: int, n: int, out: StepOutputs, catalyst_rows: slice) -> None:
+        """Put the chunk's K/V into the pot: sinks first, then the recent window; what leaves the
+        recent window is distilled into L1 (or dropped, for streaming)."""
+        token = np.arange(start, start + n)
+        k, v = out.k_new[:, :, :n], out.v_new[:, :, :n]
+        to_sink = token < self.layout.sink
+        if to_sink.any():
+            slots = self.free_in(SlotKind.SINK)[: int(to_sink.sum())]
+            self.pot.write(slots, k[:, :, to_sink], v[:, :, to_sink], 0, SlotKind.SINK, token[to_sink])
+        rest = ~to_sink
+        need = int(rest.sum())
+        free = self.free_in(SlotKind.RECENT)
+        if need > len(free):
+            recent = self.slots_of(SlotKind.RECENT)
+            leaving = recent[np.argsort(self.pot.token[recent], kind="stable")[: need - len(free)]]
+            if self.policy.l1:
+                importance = out.pot_attention[catalyst_rows].sum(axis=0)
+                self._distil(leaving, importance)
+            self.pot.clear(leaving)
+            free = self.free_in(SlotKind.RECENT)
+        self.pot.write(free[:need], k[:, :, rest], v[:, :, rest], 0, SlotKind.RECENT, token[rest])
+
+    def _distil(self, candidates: np.ndarray, attention: np.ndarray) -> None:
+        """CCD: of the current L1 and the candidates, keep the most important in L1.
+        Importance mixes the catalyst's attention with novelty (1 - max cosine to the others' keys)."""
+        pool = np.concatenate([self.slots_of(SlotKind.L1), candidates])
+        if not len(pool):
+            return
+        att = attention[pool] / max(float(attention[pool].max()), 1e-12)
+        keys = self.pot.k[self.probe_layers][:, :, pool].astype(np.float32)  # [Lp, Hkv, N, D]
+        vecs = keys.transpose(2, 0, 1, 3).reshape(len(pool), -1)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12
+        sim = vecs @ vecs.T
+        np.fill_diagonal(sim, -1.0)
+        novelty = np.clip(1.0 - sim.max(axis=1), 0.0, 1.0) if len(pool) > 1 else np.ones(1)
+        w = self.policy.novelty_weight
+        importance = (1 - w) * att + w * novelty
+        keep = pool[np.argsort(-importance, kind="stable")[: self.layout.l1]]
+        l1_now = self.slots_of(SlotKind.L1)
+        self.pot.clear(l1_now[~np.isin(l1_now, keep)])
+        moving = candidates[np.isin(candidates, keep)]
+        slots = self.free_in(SlotKind.L1)[: len(moving)]
+        p = self.pot
+        p.write(slots, p.k[:, :, moving], p.v[:, :, moving], 0, SlotKind.L1, p.token[moving].copy())
 
     # ---- ask ----------------------------------------------------------------------------------
     def ask(
@@ -110,10 +293,9 @@ class Session:
         seed: int | None = None,
     ) -> Iterator[str]:
         """Stream the answer to `question` as text pieces."""
-        self.encode(question, "question")  # refuses an empty question
-        ids = self.tokenizer.encode(QUESTION_SEPARATOR + question + self.suffix, add_special_tokens=False)
         produced: list[int] = []
         shown = ""
+        ids = self.question_prompt_ids(question)
         for token in self.generate(ids, max_new_tokens, temperature, top_p, seed):
             produced.append(token)
             text = self.tokenizer.decode(produced, skip_special_tokens=True)
@@ -131,64 +313,149 @@ class Session:
     ) -> Iterator[int]:
         """Stream answer token ids (stop tokens excluded) for already-tokenized question ids."""
         if not self.document_ids:
-            raise InputError("no document ingested; call ingest() first")
+            raise InputError("no document ingested; call ingest() or open_document() first")
         self._check_ids(question_ids, "question")
-        self.pot.clear(np.flatnonzero(self.pot.kind == SlotKind.QUESTION))
-        free = len(self.pot.free_slots())
-        if len(question_ids) >= free:
+        self._reset_question()
+        room = len(self.free_in(SlotKind.QUESTION))
+        if len(question_ids) >= room:
             raise InputError(
-                f"the question has {len(question_ids)} tokens; "
-                f"only {free} pot slots are left after the document"
+                f"the question has {len(question_ids)} tokens; only {room} pot slots are left for it"
             )
-        self.prompt_ids = self.document_ids + list(question_ids)
+        self.last = QuestionStats()
+        logits, (attention, queries) = self._prefill(question_ids)
+        if self.policy.refill and self.store and self.store.span_count:
+            read_before = self.store.bytes_read
+            self._refill(self._select_spans(attention, queries))
+            self.last.bytes_read = self.store.bytes_read - read_before
+            self.pot.clear(self.slots_of(SlotKind.QUESTION))
+            self._compact()
+            logits, _ = self._prefill(question_ids)
+        doc = self.slots_of(*DOCUMENT_KINDS)
+        doc = doc[self.pot.mask[doc]]
+        self.prompt_ids = [self.document_ids[t] for t in np.sort(self.pot.token[doc])] + list(question_ids)
         rng = np.random.default_rng(seed)
-        logits = self._prefill(question_ids, SlotKind.QUESTION)
         for _ in range(max_new_tokens):
             token = sample(logits, temperature, top_p, rng)
             if token in self.stop_ids:
                 return
             yield token
-            if not len(self.pot.free_slots()):
-                return  # pot full: the answer is cut here
-            logits = self._prefill([token], SlotKind.QUESTION)
+            if not len(self.free_in(SlotKind.QUESTION)):
+                return  # the question region is full: the answer is cut here
+            logits, _ = self._prefill([token])
+
+    def _reset_question(self) -> None:
+        """Back to the pot as ingest left it: no question, no refill, every stored entry visible."""
+        self.pot.clear(self.slots_of(SlotKind.QUESTION, SlotKind.REFILL))
+        stored = self.slots_of(*STORED_KINDS)
+        self.pot.mask[stored] = True
+        self._compact()
+
+    def _select_spans(self, attention: np.ndarray, queries: np.ndarray) -> list[int]:
+        """Score spans by (a) question attention on their L1 entries and (b) probe queries against
+        the span index; keep the best ones by a dynamic cut-off, in document order."""
+        assert self.store is not None
+        policy, n_spans, s = self.policy, self.store.span_count, self.span_tokens
+        parts = []
+        if policy.use_attention:
+            l1 = self.slots_of(SlotKind.L1)
+            a = np.zeros(n_spans)
+            np.add.at(a, self.pot.token[l1] // s, attention[l1])
+            parts.append(a / a.sum() if a.sum() > 0 else a)
+        if policy.use_index:
+            if self.index is None:
+                self.index = SpanIndex(self.store.reps)
+            probes = select_probe_queries(queries) if policy.use_probes else queries[:, :, -1:]
+            parts.append(self.index.scores(probes, tree=policy.use_tree))
+        scores = np.mean(parts, axis=0)
+        resident = self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)]
+        for span in np.unique(resident // s):  # spans wholly in the pot need no refill
+            length = self.store.lengths[span]
+            if np.isin(np.arange(span * s, span * s + length), resident).all():
+                scores[span] = 0.0
+        self.last.span_scores = scores
+        order = np.argsort(-scores, kind="stable")
+        top = scores[order[0]]
+        budget = self.layout.refill // s
+        chosen = [int(i) for i in order[:budget] if top > 0 and scores[i] >= policy.cutoff * top]
+        self.last.spans = sorted(chosen)
+        return self.last.spans
+
+    def _refill(self, spans: list[int]) -> None:
+        """Read the chosen spans from L2 into the refill slots, in document order. Entries already in
+        the pot as sinks or recent tokens are not duplicated; L1 entries of refilled spans are hidden."""
+        assert self.store is not None
+        resident = set(self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)].tolist())
+        free = self.free_in(SlotKind.REFILL)
+        used = 0
+        for index in spans:
+            span = self.store.read(index)
+            token = span.start + np.arange(len(span.tokens))
+            new = np.array([t not in resident for t in token.tolist()], dtype=bool)
+            slots = free[used : used + int(new.sum())]
+            self.pot.write(slots, span.k[:, :, new], span.v[:, :, new], 0, SlotKind.REFILL, token[new])
+            used += len(slots)
+        l1 = self.slots_of(SlotKind.L1)
+        self.pot.mask[l1[np.isin(self.pot.token[l1] // self.span_tokens, spans)]] = False
 
     # ---- the step loop ------------------------------------------------------------------------
-    def _next_position(self) -> int:
-        return int(self.pot.positions[self.pot.mask].max()) + 1 if self.pot.used else 0
+    def _compact(self) -> int:
+        """Give the visible document entries consecutive positions in document order (so the model
+        never sees a position outside its window) and return the next free position."""
+        slots = self.slots_of(*DOCUMENT_KINDS)
+        slots = slots[self.pot.mask[slots]]
+        slots = slots[np.argsort(self.pot.token[slots], kind="stable")]
+        self.pot.positions[slots] = np.arange(len(slots))
+        return len(slots)
 
-    def _prefill(self, ids: list[int], kind: SlotKind, progress: Progress | None = None) -> np.ndarray:
-        """Run `ids` through the step program in chunks, writing their K/V into free slots.
-        Returns the logits after the last token."""
-        start = self._next_position()
+    def _step(self, ids: list[int], start: int) -> StepOutputs:
+        """One call of the step program (decode entry point for a single token)."""
+        width = 1 if len(ids) == 1 else self.chunk
+        tokens = np.zeros(width, dtype=np.int64)
+        tokens[: len(ids)] = ids
+        positions = np.arange(start, start + width, dtype=np.int64)
         if start + len(ids) > self.geometry.window:
             raise InputError(
                 f"{start + len(ids)} positions exceed the model's window of {self.geometry.window}"
             )
-        logits = np.empty(0, dtype=np.float32)
-        done = 0
-        while done < len(ids):
-            piece = ids[done : done + self.chunk]
-            width = 1 if len(piece) == 1 else self.chunk  # decode entry point for single tokens
-            tokens = np.zeros(width, dtype=np.int64)
-            tokens[: len(piece)] = piece
-            positions = np.arange(start + done, start + done + width, dtype=np.int64)
-            out = self.engine.step(
-                StepInputs(
-                    tokens=tokens,
-                    positions=positions,
-                    pot_k=self.pot.k,
-                    pot_v=self.pot.v,
-                    pot_positions=self.pot.positions,
-                    pot_mask=self.pot.mask,
-                    last_index=np.array([len(piece) - 1], dtype=np.int64),
-                )
+        out = self.engine.step(
+            StepInputs(
+                tokens=tokens,
+                positions=positions,
+                pot_k=self.pot.k,
+                pot_v=self.pot.v,
+                pot_positions=self.pot.positions,
+                pot_mask=self.pot.mask,
+                last_index=np.array([len(ids) - 1], dtype=np.int64),
             )
-            slots = self.pot.free_slots()[: len(piece)]
+        )
+        return out
+
+    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Run question (or answer) tokens through the step program in chunks, writing their K/V into
+        the question region. Returns the logits after the last token, the attention the tokens put
+        on each pot slot, and their probe-layer queries [Lp, H, n, D]."""
+        attention = np.zeros(self.pot.capacity, dtype=np.float64)
+        queries = []
+        logits = np.empty(0, dtype=np.float32)
+        for done in range(0, len(ids), self.chunk):
+            piece = ids[done : done + self.chunk]
+            start = int(self.pot.positions[self.pot.mask].max()) + 1 if self.pot.used else 0
+            out = self._step(piece, start)
             n = len(piece)
-            token_index = positions[:n] if kind != SlotKind.QUESTION else None
-            self.pot.write(slots, out.k_new[:, :, :n], out.v_new[:, :, :n], positions[:n], kind, token_index)
+            attention += out.pot_attention[:n].sum(axis=0)
+            queries.append(out.q_probe[:, :, :n])
+            slots = self.free_in(SlotKind.QUESTION)[:n]
+            positions = np.arange(start, start + n)
+            self.pot.write(slots, out.k_new[:, :, :n], out.v_new[:, :, :n], positions, SlotKind.QUESTION)
             logits = out.logits
-            done += n
-            if progress:
-                progress(done, len(ids))
-        return logits
+        return logits, (attention, np.concatenate(queries, axis=2))
+
+
+def select_probe_queries(queries: np.ndarray, share: float = 0.25) -> np.ndarray:
+    """ActQKV: the question tokens whose queries deviate most from the question's mean query
+    (activation bias) probe the index, plus the last token. queries [Lp, H, T, D] -> [Lp, H, k, D]."""
+    t = queries.shape[2]
+    bias = np.linalg.norm(queries - queries.mean(axis=2, keepdims=True), axis=-1).sum(axis=(0, 1))
+    k = max(1, math.ceil(t * share))
+    picks = set(np.argsort(-bias, kind="stable")[:k].tolist()) | {t - 1}
+    return queries[:, :, sorted(picks)]

@@ -1,0 +1,343 @@
+"""L2: the document's full key/value activations, in flash-backed storage.
+
+A store is a directory:
+    store.json   format, version, the fingerprint of the model/bundle it belongs to, span geometry
+    spans.bin    append-only, fixed-size records, one per span of S tokens:
+                   header (magic, span number, token count, first token, crc32) +
+                   token ids + K and V of every layer (fp16, or int8 with per-row scales) +
+                   representative keys of the probe layers (the span index entries)
+    pot.npz      the pot as it stood after ingest, so a reopened document is asked without re-ingest
+
+Only chosen spans are read (pread), each verified against its crc32. A crash at any moment leaves a
+store that reopens consistent: a trailing partial record is discarded, and so is a last record whose
+checksum fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acre.errors import AcreError
+
+FORMAT = "acre-l2"
+VERSION = 1
+MAGIC = b"ACRS"
+HEADER = struct.Struct("<4sIIQII")  # magic, span, n_tokens, start token, crc32, reserved
+CODECS = ("float16", "int8")
+
+
+class StoreError(AcreError):
+    """An L2 store is missing, corrupt, of another version, or belongs to another model/bundle."""
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    fingerprint: str  # model geometry + bundle programs; a store only serves the bundle that wrote it
+    span_tokens: int  # S
+    layers: int
+    kv_heads: int
+    head_dim: int
+    probe_layers: int  # Lp: how many layers the representative keys cover
+    reps: int  # R representative keys per span, layer and KV head
+    codec: str = "float16"
+
+    @property
+    def kv_shape(self) -> tuple[int, int, int, int]:
+        return (self.layers, self.kv_heads, self.span_tokens, self.head_dim)
+
+    @property
+    def reps_shape(self) -> tuple[int, int, int, int]:
+        return (self.probe_layers, self.kv_heads, self.reps, self.head_dim)
+
+    def _layout(self) -> list[tuple[str, tuple[int, ...], str]]:
+        kv_dtype = "int8" if self.codec == "int8" else "float16"
+        parts = [
+            ("tokens", (self.span_tokens,), "int32"),
+            ("k", self.kv_shape, kv_dtype),
+            ("v", self.kv_shape, kv_dtype),
+        ]
+        if self.codec == "int8":
+            scale_shape = self.kv_shape[:3]
+            parts += [("k_scale", scale_shape, "float16"), ("v_scale", scale_shape, "float16")]
+        parts.append(("reps", self.reps_shape, "float16"))
+        return parts
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for _, shape, dtype in self._layout())
+
+    @property
+    def record_bytes(self) -> int:
+        return HEADER.size + self.payload_bytes
+
+    def reps_offset(self) -> int:
+        """Byte offset of the representative keys inside a record (they come last)."""
+        return self.record_bytes - int(np.prod(self.reps_shape)) * 2
+
+
+@dataclass
+class Span:
+    index: int
+    start: int  # document token index of the first token
+    tokens: np.ndarray  # [n] int32
+    k: np.ndarray  # [L, Hkv, n, D] float32
+    v: np.ndarray
+
+
+def _encode(meta: StoreMeta, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if meta.codec == "float16":
+        return x.astype(np.float16), None
+    scale = np.abs(x).max(axis=-1) / 127.0
+    scale = np.where(scale == 0, 1.0, scale).astype(np.float16)
+    q = np.clip(np.rint(x / scale[..., None].astype(np.float32)), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _decode(values: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    out = values.astype(np.float32)
+    return out if scale is None else out * scale[..., None].astype(np.float32)
+
+
+class SpanStore:
+    """One document's L2. Create with `create`, reopen with `open`; `append_span` writes, `read` reads."""
+
+    def __init__(self, path: Path, meta: StoreMeta, info: dict[str, Any], writable: bool) -> None:
+        self.path = path
+        self.meta = meta
+        self.info = info
+        self.starts: list[int] = []
+        self.lengths: list[int] = []
+        self._reps: list[np.ndarray] = []  # one [Lp, Hkv, R, D] per span; stacked on demand
+        self.bytes_read = 0
+        self.writable = writable
+        self._fd = os.open(path / "spans.bin", (os.O_RDWR | os.O_APPEND) if writable else os.O_RDONLY)
+
+    # ---- create / open ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, meta: StoreMeta) -> SpanStore:
+        if meta.codec not in CODECS:
+            raise StoreError(f"unknown L2 codec {meta.codec!r}; choose {CODECS}")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for name in ("spans.bin", "pot.npz"):
+            (path / name).unlink(missing_ok=True)
+        (path / "spans.bin").touch()
+        info = {"format": FORMAT, "version": VERSION, "meta": asdict(meta), "complete": False}
+        _write_json(path / "store.json", info)
+        return cls(path, meta, info, writable=True)
+
+    @classmethod
+    def open(cls, path: str | Path, fingerprint: str | None = None, writable: bool = False) -> SpanStore:
+        path = Path(path)
+        header_path = path / "store.json"
+        if not header_path.is_file() or not (path / "spans.bin").is_file():
+            raise StoreError(f"{path}: not an L2 store (store.json or spans.bin missing)")
+        try:
+            info = json.loads(header_path.read_text(encoding="utf-8"))
+            if info.get("format") != FORMAT:
+                raise StoreError(f"{header_path}: not an acre L2 store")
+            if info.get("version") != VERSION:
+                raise StoreError(
+                    f"{header_path}: L2 format version {info.get('version')!r}, expected {VERSION}"
+                )
+            meta = StoreMeta(**info["meta"])
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise StoreError(f"{header_path}: unreadable store header ({exc})") from exc
+        if fingerprint is not None and meta.fingerprint != fingerprint:
+            raise StoreError(
+                f"{path}: this document was ingested with another model or bundle; ingest it again"
+            )
+        store = cls(path, meta, info, writable)
+        store._scan()
+        return store
+
+    def _scan(self) -> None:
+        """Index the complete records; drop a trailing partial or corrupt record."""
+        size = os.fstat(self._fd).st_size
+        rb = self.meta.record_bytes
+        count = size // rb
+        if count and not self._verify(count - 1):
+            count -= 1  # a torn last write: its checksum fails
+        rep_off = self.meta.reps_offset()
+        rep_len = rb - rep_off
+        for i in range(count):
+            magic, span, n, start, _, _ = HEADER.unpack(os.pread(self._fd, HEADER.size, i * rb))
+            if magic != MAGIC or span != i or not 0 < n <= self.meta.span_tokens:
+                count = i  # records after a damaged header cannot be trusted to be in order
+                break
+            self.starts.append(start)
+            self.lengths.append(n)
+            raw = os.pread(self._fd, rep_len, i * rb + rep_off)
+            self._reps.append(np.frombuffer(raw, dtype=np.float16).reshape(self.meta.reps_shape))
+        if size != count * rb and self.writable:
+            os.ftruncate(self._fd, count * rb)  # discard what is past the last good record
+
+    @property
+    def reps(self) -> np.ndarray:
+        """Representative keys of every span: [spans, Lp, Hkv, R, D] float16 (the index, in RAM)."""
+        if not self._reps:
+            return np.zeros((0, *self.meta.reps_shape), dtype=np.float16)
+        return np.stack(self._reps)
+
+    # ---- write --------------------------------------------------------------------------------
+    @property
+    def span_count(self) -> int:
+        return len(self.starts)
+
+    @property
+    def tokens(self) -> int:
+        return self.starts[-1] + self.lengths[-1] if self.starts else 0
+
+    def append_span(
+        self, start: int, tokens: np.ndarray, k: np.ndarray, v: np.ndarray, reps: np.ndarray
+    ) -> None:
+        """Append one span: n <= S tokens, k/v [L, Hkv, n, D], reps [Lp, Hkv, R, D]."""
+        meta, n = self.meta, len(tokens)
+        if not 0 < n <= meta.span_tokens:
+            raise StoreError(f"span of {n} tokens; spans hold 1..{meta.span_tokens}")
+        if self.starts and self.lengths[-1] != meta.span_tokens:
+            raise StoreError("only the last span of a document may be partial")
+        parts: dict[str, np.ndarray] = {"tokens": np.zeros(meta.span_tokens, dtype=np.int32)}
+        parts["tokens"][:n] = tokens
+        for name, x in (("k", k), ("v", v)):
+            padded = np.zeros(meta.kv_shape, dtype=np.float32)
+            padded[:, :, :n] = x
+            parts[name], scale = _encode(meta, padded)
+            if scale is not None:
+                parts[name + "_scale"] = scale
+        parts["reps"] = reps.astype(np.float16)
+        payload = b"".join(
+            np.ascontiguousarray(parts[name], dtype=dtype).tobytes() for name, _, dtype in meta._layout()
+        )
+        span = self.span_count
+        head = HEADER.pack(MAGIC, span, n, start, 0, 0)
+        crc = zlib.crc32(payload, zlib.crc32(head))
+        record = HEADER.pack(MAGIC, span, n, start, crc, 0) + payload
+        written = os.write(self._fd, record)
+        if written != len(record):
+            os.ftruncate(self._fd, span * meta.record_bytes)
+            raise StoreError(f"{self.path}: short write to spans.bin (disk full?)")
+        self.starts.append(start)
+        self.lengths.append(n)
+        self._reps.append(parts["reps"])
+
+    def finish(self, pot_state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        """Mark the document complete and save the pot as it stands after ingest."""
+        os.fsync(self._fd)
+        tmp = self.path / "pot.tmp.npz"
+        np.savez(tmp, **pot_state)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(self.path / "pot.npz")
+        self.info.update(complete=True, document_tokens=self.tokens, spans=self.span_count, **extra)
+        self.info["pot_crc32"] = zlib.crc32((self.path / "pot.npz").read_bytes())
+        _write_json(self.path / "store.json", self.info)
+
+    def load_pot(self) -> dict[str, np.ndarray]:
+        if not self.info.get("complete"):
+            raise StoreError(f"{self.path}: ingest did not finish; ingest the document again")
+        data = (self.path / "pot.npz").read_bytes() if (self.path / "pot.npz").is_file() else b""
+        if zlib.crc32(data) != self.info.get("pot_crc32"):
+            raise StoreError(f"{self.path / 'pot.npz'}: missing or corrupt (checksum mismatch)")
+        with np.load(self.path / "pot.npz") as saved:
+            return {name: saved[name] for name in saved.files}
+
+    # ---- read ---------------------------------------------------------------------------------
+    def _record(self, span: int) -> bytes:
+        rb = self.meta.record_bytes
+        raw = os.pread(self._fd, rb, span * rb)
+        self.bytes_read += len(raw)
+        return raw
+
+    def _verify(self, span: int) -> bool:
+        raw = self._record(span)
+        if len(raw) != self.meta.record_bytes:
+            return False
+        magic, idx, n, start, crc, _ = HEADER.unpack_from(raw)
+        head = HEADER.pack(magic, idx, n, start, 0, 0)
+        return magic == MAGIC and zlib.crc32(raw[HEADER.size :], zlib.crc32(head)) == crc
+
+    def read(self, span: int) -> Span:
+        if not 0 <= span < self.span_count:
+            raise StoreError(f"{self.path}: span {span} does not exist ({self.span_count} spans)")
+        raw = self._record(span)
+        magic, idx, n, start, crc, _ = HEADER.unpack_from(raw)
+        head = HEADER.pack(magic, idx, n, start, 0, 0)
+        if magic != MAGIC or idx != span or zlib.crc32(raw[HEADER.size :], zlib.crc32(head)) != crc:
+            raise StoreError(f"{self.path / 'spans.bin'}: span {span} fails its checksum; not served")
+        arrays: dict[str, np.ndarray] = {}
+        offset = HEADER.size
+        for name, shape, dtype in self.meta._layout():
+            count = int(np.prod(shape))
+            arrays[name] = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape)
+            offset += count * np.dtype(dtype).itemsize
+        k = _decode(arrays["k"], arrays.get("k_scale"))[:, :, :n]
+        v = _decode(arrays["v"], arrays.get("v_scale"))[:, :, :n]
+        return Span(index=span, start=start, tokens=arrays["tokens"][:n].copy(), k=k, v=v)
+
+    @property
+    def disk_bytes(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+class SpanBuffer:
+    """Collects a stream of token K/V into spans of S tokens and appends each full span to the store."""
+
+    def __init__(self, store: SpanStore, probe_layers: list[int]) -> None:
+        from acre.runtime.span_index import representatives
+
+        self._representatives = representatives
+        self.store = store
+        self.probe_layers = probe_layers
+        meta = store.meta
+        self.tokens = np.zeros(meta.span_tokens, dtype=np.int32)
+        self.k = np.zeros(meta.kv_shape, dtype=np.float32)
+        self.v = np.zeros(meta.kv_shape, dtype=np.float32)
+        self.fill = 0
+        self.start = store.tokens
+
+    def add(self, tokens: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+        done = 0
+        while done < len(tokens):
+            take = min(len(tokens) - done, len(self.tokens) - self.fill)
+            self.tokens[self.fill : self.fill + take] = tokens[done : done + take]
+            self.k[:, :, self.fill : self.fill + take] = k[:, :, done : done + take]
+            self.v[:, :, self.fill : self.fill + take] = v[:, :, done : done + take]
+            self.fill += take
+            done += take
+            if self.fill == len(self.tokens):
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.fill:
+            return
+        n = self.fill
+        k = self.k[:, :, :n]
+        reps = self._representatives(k[self.probe_layers], self.store.meta.reps)
+        self.store.append_span(self.start, self.tokens[:n], k, self.v[:, :, :n], reps)
+        self.start += n
+        self.fill = 0
