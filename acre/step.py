@@ -16,7 +16,7 @@ Outputs:
     logits[vocab]                             next-token logits of row `last_index`
     k_new[L,Hkv,C,D], v_new[L,Hkv,C,D]        the chunk's un-rotated keys and its values
     pot_attention[C,P]                        attention each chunk row puts on each pot slot,
-                                              summed over heads and the signal layers
+                                              summed over the signal heads (retrieval heads)
     q_probe[Lp,H,C,D]                         un-rotated queries of the probe layers
 """
 
@@ -95,8 +95,8 @@ class Attention(nn.Module):
         probs = torch.softmax(scores + bias, dim=-1)  # [Hkv, G, C, P + C]
         out = torch.matmul(probs, values.unsqueeze(1))  # [Hkv, G, C, D]
         out = out.reshape(g.heads, c, g.head_dim).transpose(0, 1).reshape(c, g.heads * g.head_dim)
-        pot_mass = probs[..., : pot_k.shape[1]].sum(dim=(0, 1))  # [C, P]
-        return self.o_proj(out), k, v, pot_mass, q
+        pot_probs = probs[..., : pot_k.shape[1]].reshape(g.heads, c, -1)  # [H, C, P]
+        return self.o_proj(out), k, v, pot_probs, q
 
 
 class Block(nn.Module):
@@ -118,31 +118,32 @@ class Decoder(nn.Module):
         self.norm = RMSNorm(g.hidden, g.rms_eps)
 
 
-def default_signal_layers(layers: int) -> list[int]:
-    # The first layers attend broadly and locally; their attention says little about relevance.
-    return list(range(min(2, layers - 1), layers))
-
-
-def default_probe_layers(layers: int) -> list[int]:
-    # A few middle-to-late layers, where retrieval heads live in small Llamas.
-    picks = {round(layers * f) for f in (0.4, 0.55, 0.7, 0.85)}
-    return sorted(min(max(p, 0), layers - 1) for p in picks)
+def default_signal_heads(layers: int, heads: int) -> list[tuple[int, int]]:
+    """Every head of the layers past the first two (which attend broadly and locally). Exports
+    replace this with calibrated retrieval heads (acre.exporter.calibrate)."""
+    return [(layer, head) for layer in range(min(2, layers - 1), layers) for head in range(heads)]
 
 
 class StepModel(nn.Module):
     def __init__(
         self,
         config: PretrainedConfig,
-        signal_layers: Sequence[int] | None = None,
-        probe_layers: Sequence[int] | None = None,
+        signal_heads: Sequence[Sequence[int]] | None = None,
         kv_dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         g = Geometry.from_hf_config(config)
         self.g = g
         self.kv_dtype = kv_dtype
-        self.signal_layers = list(signal_layers or default_signal_layers(g.layers))
-        self.probe_layers = list(probe_layers or default_probe_layers(g.layers))
+        self.signal_heads = [
+            (int(a), int(b)) for a, b in (signal_heads or default_signal_heads(g.layers, g.heads))
+        ]
+        # layers whose queries are returned (q_probe): those holding a signal head
+        self.probe_layers = sorted({layer for layer, _ in self.signal_heads})
+        weights = torch.zeros(g.layers, g.heads)
+        for layer, head in self.signal_heads:
+            weights[layer, head] = 1.0
+        self.register_buffer("signal_weights", weights, persistent=False)
         self.model = Decoder(g)
         self.lm_head = nn.Linear(g.hidden, g.vocab, bias=False)
         # inv_freq and scaling come from transformers, so every RoPE variant it knows (llama3,
@@ -189,15 +190,15 @@ class StepModel(nn.Module):
         ks, vs, qs = [], [], []
         pot_attention = torch.zeros(c, pot_k.shape[2], dtype=torch.float32)
         for i, block in enumerate(self.model.layers):
-            attn_out, k, v, mass, q = block.self_attn(
+            attn_out, k, v, pot_probs, q = block.self_attn(
                 block.input_layernorm(h), rope_chunk, rope_pot, pot_k[i], pot_v[i], bias
             )
             h = h + attn_out
             h = h + block.mlp(block.post_attention_layernorm(h))
             ks.append(k)
             vs.append(v)
-            if i in self.signal_layers:
-                pot_attention = pot_attention + mass
+            if i in self.probe_layers:  # a Python decision: layers without signal heads cost nothing
+                pot_attention = pot_attention + (pot_probs * self.signal_weights[i].view(-1, 1, 1)).sum(0)
             if i in self.probe_layers:
                 qs.append(q)
         k_new = torch.stack(ks).to(self.kv_dtype)

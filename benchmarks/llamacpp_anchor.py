@@ -9,7 +9,11 @@ to llama.cpp through llama-cpp-python and measures, per prompt, on CPU with --th
   or --max-new-tokens generated tokens; ``decode_tokens`` counts those steps (generated tokens - 1);
 * the answer text and ids (end-of-generation token excluded) and, when the prompt line has "answer",
   whether that string appears in the answer text;
-* the process's peak RSS so far (ru_maxrss, monotone over the run) after the prompt.
+* the process's peak RSS so far (ru_maxrss, monotone over the run) after the prompt;
+* the 1-minute load average before the prompt: llama.cpp's worker threads spin-wait at barriers, so with
+  --threads equal to the core count any other busy process slows it down by 10-100x (decode < 1 tok/s);
+  a load average above about --threads means that prompt's timings are not an anchor
+  (OMP_WAIT_POLICY=PASSIVE in the environment avoids the collapse, see README_llamacpp.md).
 
 Input lines: {"id": str, "prompt_ids": [int, ...], "answer": str (optional)}. Output: one JSON line each.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from typing import Any
@@ -73,8 +78,13 @@ def main() -> None:
     args = ap.parse_args()
 
     llm = llama_cpp.Llama(
-        model_path=args.gguf, n_ctx=args.n_ctx, n_threads=args.threads, n_threads_batch=args.threads,
-        n_batch=512, logits_all=False, verbose=False,
+        model_path=args.gguf,
+        n_ctx=args.n_ctx,
+        n_threads=args.threads,
+        n_threads_batch=args.threads,
+        n_batch=512,
+        logits_all=False,
+        verbose=False,
     )
     results: list[dict[str, Any]] = []
     with open(args.prompts) as f_in, open(args.out, "w") as f_out:
@@ -83,7 +93,8 @@ def main() -> None:
                 continue
             item = json.loads(line)
             ids: list[int] = [int(t) for t in item["prompt_ids"]]
-            rec: dict[str, Any] = {"id": item["id"], "prompt_tokens": len(ids)}
+            load = round(os.getloadavg()[0], 2)
+            rec: dict[str, Any] = {"id": item["id"], "prompt_tokens": len(ids), "loadavg_1m": load}
             if len(ids) + args.max_new_tokens > args.n_ctx:
                 rec["skipped"] = "exceeds n_ctx"
             else:
@@ -100,7 +111,9 @@ def main() -> None:
     prefill = sum(r["prefill_seconds"] for r in done)
     decode = sum(r["decode_seconds"] for r in done)
     print(
-        f"llama.cpp {llama_cpp.__version__}: {len(done)} run, {len(results) - len(done)} skipped; "
+        f"llama.cpp {llama_cpp.__version__} threads={args.threads} "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}: "
+        f"{len(done)} run, {len(results) - len(done)} skipped; "
         f"prefill {sum(r['prompt_tokens'] for r in done) / prefill if prefill else 0:.1f} tok/s, "
         f"decode {sum(r['decode_tokens'] for r in done) / decode if decode else 0:.1f} tok/s, "
         f"correct {sum(r['correct'] for r in graded)}/{len(graded)}, "

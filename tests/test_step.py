@@ -51,7 +51,7 @@ def chunked_logits(step: StepModel, ids: torch.Tensor, chunk: int = 16, shift: i
         rows.append(step.lm_head(hidden))
         pot_k[:, :, slots], pot_v[:, :, slots], pot_pos[slots], pot_mask[slots] = k, v, pos, True
         # each head's attention sums to 1 over pot + chunk, so the pot part is bounded by the head count
-        bound = len(step.signal_layers) * step.g.heads
+        bound = len(step.signal_heads)
         assert attention.shape == (len(piece), 64) and (attention <= bound + 1e-4).all()
     return torch.cat(rows)
 

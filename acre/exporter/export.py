@@ -3,6 +3,7 @@ tokenizer and the manifest (last, with every file's checksum)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 import acre
 from acre.bundle import TOKENIZER_DIR, file_entries, write_manifest
 from acre.errors import InputError
+from acre.exporter.calibrate import find_retrieval_heads
 from acre.exporter.checkpoint import Checkpoint, load_checkpoint
 from acre.exporter.programs import export_executorch, export_onnx
 from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
@@ -22,8 +24,9 @@ TARGETS = {
     "android": ("executorch", export_executorch, "model.pte"),
     "onnx": ("onnx", export_onnx, "model.onnx"),
 }
+log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 128
-DEFAULT_POT = 2048
+DEFAULT_POT = 1024
 
 
 def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
@@ -52,7 +55,9 @@ def export_bundle(
     if chunk < 2 or pot < chunk:
         raise InputError(f"need chunk >= 2 and pot >= chunk (got chunk={chunk}, pot={pot})")
     checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
-    step = StepModel.from_hf(checkpoint.model)
+    log.info("calibrating retrieval heads")
+    heads = find_retrieval_heads(StepModel.from_hf(checkpoint.model), checkpoint.tokenizer)
+    step = StepModel.from_hf(checkpoint.model, signal_heads=heads)
     if pot + chunk > step.g.window:
         raise InputError(f"pot {pot} + chunk {chunk} exceeds the model's window of {step.g.window}")
 
@@ -83,7 +88,7 @@ def export_bundle(
                 "chunk": chunk,
                 "pot": pot,
                 "kv_dtype": "float32",
-                "signal_layers": step.signal_layers,
+                "signal_heads": [list(h) for h in step.signal_heads],
                 "probe_layers": step.probe_layers,
                 "inputs": list(INPUT_NAMES),
                 "outputs": list(OUTPUT_NAMES),

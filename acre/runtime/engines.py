@@ -69,8 +69,7 @@ class TorchEngine:
         checkpoint = load_checkpoint(m["model"]["source"])
         step = StepModel.from_hf(
             checkpoint.model,
-            signal_layers=m["step"]["signal_layers"],
-            probe_layers=m["step"]["probe_layers"],
+            signal_heads=m["step"]["signal_heads"],
             kv_dtype=getattr(torch, bundle.kv_dtype),
         )
         if step.g != bundle.geometry:

@@ -3,7 +3,8 @@
 A store is a directory:
     store.json   format, version, the fingerprint of the model/bundle it belongs to, span geometry
     spans.bin    append-only, fixed-size records, one per span of S tokens:
-                   header (magic, span number, token count, first token, crc32) +
+                   header (magic, span number, token count, first token, crc32 of the record,
+                   crc32 of its token ids alone, so they can be read and checked without the K/V) +
                    token ids + K and V of every layer (fp16, or int8 with per-row scales) +
                    representative keys of the probe layers (the span index entries)
     pot.npz      the pot as it stood after ingest, so a reopened document is asked without re-ingest
@@ -30,7 +31,7 @@ from acre.errors import AcreError
 FORMAT = "acre-l2"
 VERSION = 1
 MAGIC = b"ACRS"
-HEADER = struct.Struct("<4sIIQII")  # magic, span, n_tokens, start token, crc32, reserved
+HEADER = struct.Struct("<4sIIQII")  # magic, span, n_tokens, start token, crc32 of all, crc32 of the token ids
 CODECS = ("float16", "int8")
 
 
@@ -218,9 +219,10 @@ class SpanStore:
             np.ascontiguousarray(parts[name], dtype=dtype).tobytes() for name, _, dtype in meta._layout()
         )
         span = self.span_count
-        head = HEADER.pack(MAGIC, span, n, start, 0, 0)
+        token_crc = zlib.crc32(parts["tokens"].tobytes())
+        head = HEADER.pack(MAGIC, span, n, start, 0, token_crc)
         crc = zlib.crc32(payload, zlib.crc32(head))
-        record = HEADER.pack(MAGIC, span, n, start, crc, 0) + payload
+        record = HEADER.pack(MAGIC, span, n, start, crc, token_crc) + payload
         written = os.write(self._fd, record)
         if written != len(record):
             os.ftruncate(self._fd, span * meta.record_bytes)
@@ -261,16 +263,16 @@ class SpanStore:
         raw = self._record(span)
         if len(raw) != self.meta.record_bytes:
             return False
-        magic, idx, n, start, crc, _ = HEADER.unpack_from(raw)
-        head = HEADER.pack(magic, idx, n, start, 0, 0)
+        magic, idx, n, start, crc, token_crc = HEADER.unpack_from(raw)
+        head = HEADER.pack(magic, idx, n, start, 0, token_crc)
         return magic == MAGIC and zlib.crc32(raw[HEADER.size :], zlib.crc32(head)) == crc
 
     def read(self, span: int) -> Span:
         if not 0 <= span < self.span_count:
             raise StoreError(f"{self.path}: span {span} does not exist ({self.span_count} spans)")
         raw = self._record(span)
-        magic, idx, n, start, crc, _ = HEADER.unpack_from(raw)
-        head = HEADER.pack(magic, idx, n, start, 0, 0)
+        magic, idx, n, start, crc, token_crc = HEADER.unpack_from(raw)
+        head = HEADER.pack(magic, idx, n, start, 0, token_crc)
         if magic != MAGIC or idx != span or zlib.crc32(raw[HEADER.size :], zlib.crc32(head)) != crc:
             raise StoreError(f"{self.path / 'spans.bin'}: span {span} fails its checksum; not served")
         arrays: dict[str, np.ndarray] = {}
@@ -282,6 +284,19 @@ class SpanStore:
         k = _decode(arrays["k"], arrays.get("k_scale"))[:, :, :n]
         v = _decode(arrays["v"], arrays.get("v_scale"))[:, :, :n]
         return Span(index=span, start=start, tokens=arrays["tokens"][:n].copy(), k=k, v=v)
+
+    def read_tokens(self, span: int) -> tuple[int, np.ndarray]:
+        """(first token index, token ids) of a span, reading only the record's header and ids."""
+        if not 0 <= span < self.span_count:
+            raise StoreError(f"{self.path}: span {span} does not exist ({self.span_count} spans)")
+        size = HEADER.size + 4 * self.meta.span_tokens
+        raw = os.pread(self._fd, size, span * self.meta.record_bytes)
+        self.bytes_read += len(raw)
+        magic, idx, n, start, _, token_crc = HEADER.unpack_from(raw)
+        ids = raw[HEADER.size :]
+        if magic != MAGIC or idx != span or n > self.meta.span_tokens or zlib.crc32(ids) != token_crc:
+            raise StoreError(f"{self.path / 'spans.bin'}: span {span} fails its checksum; not served")
+        return start, np.frombuffer(ids, dtype=np.int32, count=n).copy()
 
     @property
     def disk_bytes(self) -> int:

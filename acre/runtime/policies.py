@@ -7,7 +7,8 @@
 
 The ablation switches turn off one part of acre's span scoring at a time: (a) attention on the
 spans' L1 entries, (b) the span index, the ActQKV probe queries (then the question's last token
-probes alone), and the tree (then every span is scored flat).
+probes alone), and the tree (then every span is scored flat); `refill_mode` and `neighbors` change
+how chosen spans come back.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ class Policy:
     use_probes: bool = True  # ActQKV probe-query selection by activation bias
     use_tree: bool = True  # top-down tree search (else score every span)
     novelty_weight: float = 0.2  # CCD: importance = (1 - w) * catalyst attention + w * novelty
-    cutoff: float = 0.2  # dynamic cut: keep spans scoring at least this share of the best one
+    mass: float = 0.9  # dynamic cut: refill the fewest spans holding this share of the span scores
+    min_spans: int = 2
+    neighbors: int = 1  # also refill this many spans on each side of a chosen span
+    # "reencode": read the spans' token ids from L2 and recompute their K/V in the context they are
+    # shown in; "reuse": copy their stored K/V (ACRE's activation refilling proper). Measured on
+    # SmolLM2-135M, 2k-token pass key: reuse 20%, reencode 100% (docs/design-notes.md).
+    refill_mode: str = "reencode"
 
 
 POLICIES = {
@@ -40,16 +47,18 @@ POLICIES = {
     "infinipot": Policy("infinipot", l1=True),
     "acre": Policy("acre", l1=True, refill=True),
 }
-SWITCHES = ("use_attention", "use_index", "use_probes", "use_tree")
+SWITCHES = ("use_attention", "use_index", "use_probes", "use_tree", "refill_mode", "neighbors")
 
 
-def make_policy(name: str, **switches: bool) -> Policy:
+def make_policy(name: str, **switches: bool | str | int) -> Policy:
     if name not in POLICIES:
         raise InputError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
     unknown = set(switches) - set(SWITCHES)
     if unknown:
         raise InputError(f"unknown policy switch {sorted(unknown)[0]!r}; switches: {', '.join(SWITCHES)}")
     policy = replace(POLICIES[name], **switches)
+    if policy.refill_mode not in ("reencode", "reuse"):
+        raise InputError(f"refill_mode must be reencode or reuse, not {policy.refill_mode!r}")
     if policy.refill and not (policy.use_attention or policy.use_index):
         raise InputError("acre needs at least one of use_attention and use_index to choose spans")
     return policy

@@ -81,7 +81,7 @@ class Session:
         engine: str | Engine = "auto",
         policy: str = "acre",
         span_tokens: int = 64,
-        reps: int = 4,
+        reps: int = 8,
         codec: str = "float16",
         **switches: bool,
     ) -> None:
@@ -101,7 +101,12 @@ class Session:
         self.regions = self._regions()
         catalyst = self.tokenizer.encode(CATALYST, add_special_tokens=False) if self.policy.l1 else []
         self.catalyst_ids = catalyst[-(self.chunk // 4) :] if catalyst else []
-        self.probe_layers = list(self.bundle.manifest["step"]["probe_layers"])
+        step = self.bundle.manifest["step"]
+        self.probe_layers = list(step["probe_layers"])
+        # retrieval heads as (index into probe_layers, query head), the way q_probe is laid out
+        self.retrieval_heads = [
+            (self.probe_layers.index(layer), head) for layer, head in step["signal_heads"]
+        ]
         self.store: SpanStore | None = None
         self.index: SpanIndex | None = None
         self.document_ids: list[int] = []
@@ -365,7 +370,9 @@ class Session:
             if self.index is None:
                 self.index = SpanIndex(self.store.reps)
             probes = select_probe_queries(queries) if policy.use_probes else queries[:, :, -1:]
-            parts.append(self.index.scores(probes, tree=policy.use_tree))
+            z = self.index.scores(probes, self.retrieval_heads, tree=policy.use_tree)
+            b = np.exp(z - z.max())  # softmax over the spans the search reached (-inf elsewhere)
+            parts.append(b / b.sum())
         scores = np.mean(parts, axis=0)
         resident = self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)]
         for span in np.unique(resident // s):  # spans wholly in the pot need no refill
@@ -373,29 +380,63 @@ class Session:
             if np.isin(np.arange(span * s, span * s + length), resident).all():
                 scores[span] = 0.0
         self.last.span_scores = scores
+        # Dynamic cut-off by score density: the fewest spans that hold `mass` of the score, at least
+        # `min_spans` and at most what the refill region holds.
         order = np.argsort(-scores, kind="stable")
-        top = scores[order[0]]
+        order = order[scores[order] > 0]
+        cumulative = np.cumsum(scores[order]) / max(scores.sum(), 1e-12)
+        count = int(np.searchsorted(cumulative, policy.mass) + 1)
         budget = self.layout.refill // s
-        chosen = [int(i) for i in order[:budget] if top > 0 and scores[i] >= policy.cutoff * top]
+        count = min(max(count, policy.min_spans), budget, len(order))
+        chosen: list[int] = []
+        for span in order[:count].tolist():  # each chosen span brings its neighbours while room lasts
+            for near in [span] + [span + d for r in range(1, policy.neighbors + 1) for d in (-r, r)]:
+                if len(chosen) < budget and 0 <= near < n_spans and near not in chosen:
+                    chosen.append(near)
         self.last.spans = sorted(chosen)
         return self.last.spans
 
     def _refill(self, spans: list[int]) -> None:
-        """Read the chosen spans from L2 into the refill slots, in document order. Entries already in
-        the pot as sinks or recent tokens are not duplicated; L1 entries of refilled spans are hidden."""
+        """Bring the chosen spans from L2 into the refill slots, in document order. Entries already in
+        the pot as sinks or recent tokens are not duplicated; L1 is hidden while the answer is made."""
         assert self.store is not None
         resident = set(self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)].tolist())
         free = self.free_in(SlotKind.REFILL)
         used = 0
+        reuse = self.policy.refill_mode == "reuse"
         for index in spans:
-            span = self.store.read(index)
-            token = span.start + np.arange(len(span.tokens))
+            if reuse:
+                span = self.store.read(index)
+                start, k, v = span.start, span.k, span.v
+            else:
+                start, _ = self.store.read_tokens(index)
+                k = v = np.zeros((*self.pot.k.shape[:2], self.store.lengths[index], self.pot.k.shape[3]))
+            token = start + np.arange(self.store.lengths[index])
             new = np.array([t not in resident for t in token.tolist()], dtype=bool)
             slots = free[used : used + int(new.sum())]
-            self.pot.write(slots, span.k[:, :, new], span.v[:, :, new], 0, SlotKind.REFILL, token[new])
+            self.pot.write(slots, k[:, :, new], v[:, :, new], 0, SlotKind.REFILL, token[new])
             used += len(slots)
-        l1 = self.slots_of(SlotKind.L1)
-        self.pot.mask[l1[np.isin(self.pot.token[l1] // self.span_tokens, spans)]] = False
+        self.pot.mask[self.slots_of(SlotKind.L1)] = False
+        if not reuse:
+            self._reencode()
+
+    def _reencode(self) -> None:
+        """Compute the K/V of the refilled tokens in the context they are now shown in: the sinks and
+        the refilled tokens before them, in document order (the recent window and L1 hidden)."""
+        slots = self.slots_of(SlotKind.REFILL)
+        slots = slots[np.argsort(self.pot.token[slots], kind="stable")]
+        later = self.slots_of(SlotKind.RECENT, SlotKind.REFILL)
+        self.pot.mask[later] = False
+        position = self._compact()  # the sinks
+        for done in range(0, len(slots), self.chunk):
+            part = slots[done : done + self.chunk]
+            out = self._step([self.document_ids[t] for t in self.pot.token[part]], position)
+            self.pot.k[:, :, part] = out.k_new[:, :, : len(part)]
+            self.pot.v[:, :, part] = out.v_new[:, :, : len(part)]
+            self.pot.mask[part] = True
+            position += len(part)
+        self.pot.mask[later] = True
+        self._compact()
 
     # ---- the step loop ------------------------------------------------------------------------
     def _compact(self) -> int:
