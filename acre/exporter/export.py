@@ -47,7 +47,9 @@ def export_bundle(
     model: str | Checkpoint = "builtin",
     chunk: int = DEFAULT_CHUNK,
     pot: int = DEFAULT_POT,
+    signal_heads: list[tuple[int, int]] | None = None,
 ) -> Path:
+    """Write a bundle to `out`. `signal_heads` overrides the calibrated retrieval heads."""
     # No target at all is allowed: such a bundle runs on the eager `torch` engine only (tests, benchmarks).
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
@@ -55,9 +57,10 @@ def export_bundle(
     if chunk < 2 or pot < chunk:
         raise InputError(f"need chunk >= 2 and pot >= chunk (got chunk={chunk}, pot={pot})")
     checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
-    log.info("calibrating retrieval heads")
-    heads = find_retrieval_heads(StepModel.from_hf(checkpoint.model), checkpoint.tokenizer)
-    step = StepModel.from_hf(checkpoint.model, signal_heads=heads)
+    if signal_heads is None:
+        log.info("calibrating retrieval heads")
+        signal_heads = find_retrieval_heads(StepModel.from_hf(checkpoint.model), checkpoint.tokenizer)
+    step = StepModel.from_hf(checkpoint.model, signal_heads=signal_heads)
     if pot + chunk > step.g.window:
         raise InputError(f"pot {pot} + chunk {chunk} exceeds the model's window of {step.g.window}")
 

@@ -1,0 +1,176 @@
+"""The bi-layer cache on tiny models: bounded pot, compact positions, CCD, refill, reopen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from acre.exporter.export import export_bundle
+from acre.runtime.l2 import StoreError
+from acre.runtime.pot import SlotKind
+from acre.runtime.session import Session
+from tests.conftest import make_tiny_model, make_tokenizer
+
+NEEDLE = list(range(300, 308))  # eight ids that never occur in the filler
+
+
+def filler(n: int, seed: int = 0) -> list[int]:
+    return np.random.default_rng(seed).integers(20, 280, n).tolist()
+
+
+def document(n: int, depth: float, seed: int = 0) -> list[int]:
+    ids = filler(n, seed)
+    at = int(n * depth)
+    return ids[:at] + NEEDLE + ids[at:]
+
+
+@pytest.fixture(scope="module")
+def lexical_bundle(tmp_path_factory):
+    """A tiny Llama whose layer-0 head 0 matches identical tokens (its query and key projections are
+    equal), so a question that repeats the needle's tokens can find the needle's span."""
+    tokenizer = make_tokenizer()
+    model = make_tiny_model(
+        len(tokenizer),
+        hidden_size=128,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=128,
+        num_hidden_layers=3,
+    )
+    with torch.no_grad():
+        attn = model.model.layers[0].self_attn
+        attn.q_proj.weight[:64] = attn.k_proj.weight * 4
+    out = tmp_path_factory.mktemp("lexical")
+    model.save_pretrained(out / "ckpt")
+    tokenizer.save_pretrained(out / "ckpt")
+    return export_bundle(out / "bundle", [], str(out / "ckpt"), chunk=16, pot=512, signal_heads=[(0, 0)])
+
+
+@pytest.fixture
+def session(lexical_bundle):
+    return Session(lexical_bundle, engine="torch")
+
+
+class Recorder:
+    """Wraps an engine and remembers the largest position and pot buffer addresses it was given."""
+
+    def __init__(self, engine):
+        self.engine, self.name = engine, engine.name
+        self.max_position, self.buffers = 0, set()
+
+    def step(self, inputs):
+        visible = inputs.pot_positions[inputs.pot_mask]
+        self.max_position = max(self.max_position, int(inputs.positions.max()), int(visible.max(initial=0)))
+        self.buffers.add((inputs.pot_k.ctypes.data, inputs.pot_v.ctypes.data))
+        return self.engine.step(inputs)
+
+
+@pytest.mark.parametrize("depth", [0.1, 0.5, 0.9])
+def test_the_span_holding_an_injected_sequence_is_refilled(session, depth):
+    ids = document(1500, depth)
+    session.ingest_ids(ids)
+    list(session.generate(NEEDLE + [5, 6], max_new_tokens=2))
+    needle_span = (ids.index(NEEDLE[0]) + len(NEEDLE) // 2) // session.span_tokens
+    assert needle_span in session.last.spans
+    refilled = session.pot.token[session.slots_of(SlotKind.REFILL)]
+    assert np.isin(np.arange(ids.index(NEEDLE[0]), ids.index(NEEDLE[0]) + 8), refilled).all()
+
+
+def test_document_longer_than_the_window_never_shows_an_unseen_position(session):
+    recorder = Recorder(session.engine)
+    session.engine = recorder
+    n = session.ingest_ids(filler(3000))  # the tiny model's window is 1024
+    list(session.generate([7, 8, 9], max_new_tokens=5))
+    assert n > session.geometry.window
+    assert recorder.max_position < session.pot.capacity + session.chunk <= session.geometry.window
+
+
+def test_pot_buffers_are_never_reallocated(session):
+    recorder = Recorder(session.engine)
+    session.engine = recorder
+    before = (session.pot.k.ctypes.data, session.pot.v.ctypes.data)
+    session.ingest_ids(document(2000, 0.3))
+    list(session.generate(NEEDLE, max_new_tokens=4))
+    list(session.generate([9, 10, 11], max_new_tokens=4))
+    assert recorder.buffers == {before}
+    assert (session.pot.k.ctypes.data, session.pot.v.ctypes.data) == before
+
+
+def test_refilled_spans_are_in_document_order(session):
+    session.ingest_ids(document(2000, 0.6))
+    list(session.generate(NEEDLE, max_new_tokens=1))
+    assert session.last.spans == sorted(session.last.spans) and len(session.last.spans) >= 2
+    slots = session.slots_of(SlotKind.REFILL)
+    slots = slots[np.argsort(session.pot.positions[slots])]
+    tokens = session.pot.token[slots]
+    assert np.all(np.diff(tokens) > 0)  # ascending positions follow ascending document order
+
+
+def test_pot_regions_stay_within_their_sizes(session):
+    session.ingest_ids(filler(2500))
+    layout = session.layout
+    assert len(session.slots_of(SlotKind.L1)) == layout.l1
+    assert len(session.slots_of(SlotKind.SINK)) == layout.sink
+    assert len(session.slots_of(SlotKind.RECENT)) <= layout.recent
+    assert layout.total == session.pot.capacity
+
+
+@pytest.mark.parametrize("policy", ["streaming", "infinipot"])
+def test_bounded_policies_keep_what_they_promise(lexical_bundle, policy):
+    s = Session(lexical_bundle, engine="torch", policy=policy)
+    ids = filler(1200)
+    s.ingest_ids(ids)
+    list(s.generate([5, 6, 7], max_new_tokens=3))
+    kept = np.sort(s.pot.token[s.slots_of(SlotKind.SINK, SlotKind.L1, SlotKind.RECENT)])
+    assert s.store is None  # no L2, no refill
+    if policy == "streaming":
+        sinks, recent = kept[: s.layout.sink], kept[s.layout.sink :]
+        assert sinks.tolist() == list(range(s.layout.sink))
+        assert recent.tolist() == list(range(len(ids) - len(recent), len(ids)))
+    else:
+        assert len(s.slots_of(SlotKind.L1)) == s.layout.l1
+
+
+def test_an_ingested_document_reopens_in_another_process(lexical_bundle, tmp_path):
+    store = tmp_path / "doc"
+    ids = document(1500, 0.4)
+    script = textwrap.dedent(f"""
+        from acre.runtime.session import Session
+        Session({str(lexical_bundle)!r}, engine="torch").ingest_ids({ids!r}, store={str(store)!r})
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    reopened = Session(lexical_bundle, engine="torch")
+    assert reopened.open_document(store) == len(ids)
+    here = Session(lexical_bundle, engine="torch")
+    here.ingest_ids(ids)
+    assert list(reopened.generate(NEEDLE, max_new_tokens=6)) == list(here.generate(NEEDLE, max_new_tokens=6))
+    assert reopened.last.spans == here.last.spans
+
+
+def test_a_store_from_another_bundle_is_refused(lexical_bundle, tiny_bundle, tmp_path):
+    Session(lexical_bundle, engine="torch").ingest_ids(filler(400), store=tmp_path / "doc")
+    with pytest.raises(StoreError, match="another model or bundle"):
+        Session(tiny_bundle, engine="torch").open_document(tmp_path / "doc")
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        {"use_attention": False},
+        {"use_index": False},
+        {"use_probes": False},
+        {"use_tree": False},
+        {"refill_mode": "reuse"},
+    ],
+)
+def test_each_ablation_changes_only_its_part_and_still_answers(lexical_bundle, switch):
+    s = Session(lexical_bundle, engine="torch", **switch)
+    s.ingest_ids(document(1500, 0.5))
+    answer = list(s.generate(NEEDLE, max_new_tokens=3))
+    assert answer and s.last.spans
+    assert getattr(s.policy, next(iter(switch))) == next(iter(switch.values()))

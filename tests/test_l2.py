@@ -1,0 +1,133 @@
+"""The L2 span store: round trips, partial reads, crash consistency, fingerprints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acre.runtime.l2 import HEADER, SpanBuffer, SpanStore, StoreError, StoreMeta
+
+S, L, HKV, D = 8, 2, 2, 4
+
+
+def meta(codec: str = "float16", fingerprint: str = "model-a") -> StoreMeta:
+    return StoreMeta(
+        fingerprint=fingerprint,
+        span_tokens=S,
+        layers=L,
+        kv_heads=HKV,
+        head_dim=D,
+        probe_layers=1,
+        reps=2,
+        codec=codec,
+    )
+
+
+def fill(store: SpanStore, tokens: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 1000, tokens)
+    k = rng.standard_normal((L, HKV, tokens, D)).astype(np.float32)
+    v = rng.standard_normal((L, HKV, tokens, D)).astype(np.float32)
+    buffer = SpanBuffer(store, probe_layers=[1])
+    for start in range(0, tokens, 5):  # uneven pieces: spans are cut by the buffer, not the caller
+        buffer.add(ids[start : start + 5], k[:, :, start : start + 5], v[:, :, start : start + 5])
+    buffer.flush()
+    return ids, k, v
+
+
+@pytest.mark.parametrize("codec,tol", [("float16", 2e-3), ("int8", 3e-2)])
+def test_span_store_round_trip(tmp_path, codec, tol):
+    store = SpanStore.create(tmp_path, meta(codec))
+    ids, k, v = fill(store, 3 * S + 3)
+    assert store.span_count == 4 and store.lengths == [S, S, S, 3] and store.tokens == 3 * S + 3
+    for i in range(store.span_count):
+        span = store.read(i)
+        rows = slice(i * S, i * S + store.lengths[i])
+        assert span.start == i * S
+        assert np.array_equal(span.tokens, ids[rows])
+        assert np.abs(span.k - k[:, :, rows]).max() < tol * max(1, np.abs(k).max())
+        assert np.abs(span.v - v[:, :, rows]).max() < tol * max(1, np.abs(v).max())
+        assert np.array_equal(store.read_tokens(i)[1], ids[rows])
+
+
+def test_reopened_store_serves_the_same_spans_and_index(tmp_path):
+    store = SpanStore.create(tmp_path, meta())
+    fill(store, 2 * S + 1)
+    reps = store.reps.copy()
+    store.close()
+    again = SpanStore.open(tmp_path, fingerprint="model-a")
+    assert again.span_count == 3 and np.array_equal(again.reps, reps)
+    assert np.array_equal(again.read(2).tokens, store_tokens(tmp_path, 2))
+
+
+def store_tokens(path, span):
+    return SpanStore.open(path).read(span).tokens
+
+
+def test_only_chosen_spans_are_read(tmp_path):
+    store = SpanStore.create(tmp_path, meta())
+    fill(store, 10 * S)
+    store.bytes_read = 0
+    store.read(7)
+    assert store.bytes_read == store.meta.record_bytes
+    store.read_tokens(3)
+    assert store.bytes_read == store.meta.record_bytes + HEADER.size + 4 * S
+
+
+def test_store_of_another_model_is_refused(tmp_path):
+    store = SpanStore.create(tmp_path, meta(fingerprint="model-a"))
+    fill(store, S)
+    with pytest.raises(StoreError, match="another model or bundle"):
+        SpanStore.open(tmp_path, fingerprint="model-b")
+
+
+def test_store_of_another_version_is_refused(tmp_path):
+    import json
+
+    SpanStore.create(tmp_path, meta())
+    info = json.loads((tmp_path / "store.json").read_text())
+    info["version"] = 7
+    (tmp_path / "store.json").write_text(json.dumps(info))
+    with pytest.raises(StoreError, match="version 7"):
+        SpanStore.open(tmp_path)
+
+
+def test_truncating_the_last_record_at_every_byte_reopens_consistent(tmp_path):
+    store = SpanStore.create(tmp_path / "ref", meta())
+    ids, _, _ = fill(store, 3 * S)
+    rb = store.meta.record_bytes
+    data = (tmp_path / "ref" / "spans.bin").read_bytes()
+    store.close()
+    target = tmp_path / "cut"
+    SpanStore.create(target, meta()).close()
+    for cut in range(2 * rb, 3 * rb):  # every length that tears the last record
+        (target / "spans.bin").write_bytes(data[:cut])
+        reopened = SpanStore.open(target, writable=True)
+        assert reopened.span_count == 2, cut
+        assert np.array_equal(reopened.read(1).tokens, ids[S : 2 * S])
+        assert (target / "spans.bin").stat().st_size == 2 * rb  # the torn tail is discarded
+        reopened.close()
+
+
+def test_a_corrupt_span_is_never_served(tmp_path):
+    store = SpanStore.create(tmp_path, meta())
+    fill(store, 3 * S)
+    store.close()
+    data = bytearray((tmp_path / "spans.bin").read_bytes())
+    rb = SpanStore.open(tmp_path).meta.record_bytes
+    data[rb + 100] ^= 0x40  # inside span 1's K/V
+    (tmp_path / "spans.bin").write_bytes(bytes(data))
+    store = SpanStore.open(tmp_path)
+    with pytest.raises(StoreError, match="span 1 fails its checksum"):
+        store.read(1)
+    assert store.read(0).tokens.shape == (S,)
+
+
+def test_a_corrupt_last_record_is_dropped_on_reopen(tmp_path):
+    store = SpanStore.create(tmp_path, meta())
+    fill(store, 3 * S)
+    store.close()
+    data = bytearray((tmp_path / "spans.bin").read_bytes())
+    data[-5] ^= 0xFF
+    (tmp_path / "spans.bin").write_bytes(bytes(data))
+    assert SpanStore.open(tmp_path).span_count == 2
