@@ -19,12 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("bundle"), help="bundle directory to write")
     parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="prefill chunk length C")
-    parser.add_argument("--pot", type=int, default=DEFAULT_POT, help="pot capacity P in slots")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--pot", type=int, default=None, help=f"pot capacity P in slots (default {DEFAULT_POT})"
+    )
+    size.add_argument("--budget", help="RAM for the pot (K/V working set), e.g. 48MB: picks P")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="acre-export: %(message)s")
     targets = list(TARGETS) if args.target == "all" else [args.target]
     try:
-        out = export_bundle(args.out, targets, args.model, chunk=args.chunk, pot=args.pot)
+        out = export_bundle(args.out, targets, args.model, chunk=args.chunk, pot=args.pot, budget=args.budget)
     except AcreError as exc:
         print(f"acre-export: error: {exc}", file=sys.stderr)
         return 2

@@ -12,11 +12,13 @@ from typing import Any
 import torch
 
 import acre
+from acre.budget import parse_bytes, slots_for_budget
 from acre.bundle import TOKENIZER_DIR, file_entries, write_manifest
 from acre.errors import InputError
 from acre.exporter.calibrate import find_retrieval_heads
 from acre.exporter.checkpoint import Checkpoint, load_checkpoint
 from acre.exporter.programs import export_executorch, export_onnx
+from acre.geometry import Geometry
 from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
 
 # user-facing target -> (engine name in the manifest, writer, program file)
@@ -46,17 +48,22 @@ def export_bundle(
     targets: list[str],
     model: str | Checkpoint = "builtin",
     chunk: int = DEFAULT_CHUNK,
-    pot: int = DEFAULT_POT,
+    pot: int | None = None,
     signal_heads: list[tuple[int, int]] | None = None,
+    budget: str | None = None,
 ) -> Path:
-    """Write a bundle to `out`. `signal_heads` overrides the calibrated retrieval heads."""
+    """Write a bundle to `out`. `budget` (e.g. "48MB") picks the pot size instead of `pot`;
+    `signal_heads` overrides the calibrated retrieval heads."""
     # No target at all is allowed: such a bundle runs on the eager `torch` engine only (tests, benchmarks).
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise InputError(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
+    checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
+    if budget is not None:
+        pot = slots_for_budget(Geometry.from_hf_config(checkpoint.model.config), parse_bytes(budget))
+    pot = DEFAULT_POT if pot is None else pot
     if chunk < 2 or pot < chunk:
         raise InputError(f"need chunk >= 2 and pot >= chunk (got chunk={chunk}, pot={pot})")
-    checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
     if signal_heads is None:
         log.info("calibrating retrieval heads")
         signal_heads = find_retrieval_heads(StepModel.from_hf(checkpoint.model), checkpoint.tokenizer)
@@ -97,6 +104,7 @@ def export_bundle(
                 "outputs": list(OUTPUT_NAMES),
             },
             "quantization": {"weights": "float32", "activations": "float32"},
+            "budget": budget,
             "programs": programs,
             "tokenizer": {
                 "dir": TOKENIZER_DIR,

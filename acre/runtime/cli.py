@@ -1,19 +1,17 @@
-"""`acre`: ask questions about a long document with a bundle."""
+"""`acre`: ask questions about a long document with a bundle, and profile its memory."""
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
 import sys
 import time
 from pathlib import Path
 
+from acre.budget import parse_bytes
 from acre.errors import AcreError, InputError
 from acre.runtime.engines import ENGINES
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+from acre.runtime.policies import POLICIES
 
 
 def read_document(path: Path) -> str:
@@ -28,20 +26,25 @@ def read_document(path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from acre.runtime.profiler import format_profile, session_profile
     from acre.runtime.session import Session
 
-    text = read_document(args.context)
     session = Session(args.bundle, engine=args.engine, policy=args.policy)
-    bar = tqdm(total=0, unit="tok", desc="ingest", file=sys.stderr)
+    if args.store and (args.store / "store.json").is_file() and not args.context:
+        n = session.open_document(args.store)
+        print(f"opened {args.store}: {n:,} tokens, no re-ingest", file=sys.stderr)
+    else:
+        if not args.context:
+            raise InputError("give --context FILE (or --store DIR of a document ingested before)")
+        text = read_document(args.context)
+        bar = tqdm(total=0, unit="tok", desc="ingest", file=sys.stderr)
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
 
-    started = time.perf_counter()
-    n = session.ingest(text, progress=progress)
-    bar.close()
-    ingest_s = time.perf_counter() - started
+        n = session.ingest(text, store=args.store, progress=progress)
+        bar.close()
     print(f"Q: {args.question}\nA: ", end="", flush=True)
     started, first = time.perf_counter(), None
     for piece in session.ask(
@@ -53,45 +56,49 @@ def run(args: argparse.Namespace) -> int:
     ):
         first = first or time.perf_counter() - started
         print(piece, end="", flush=True)
-    answer_s = time.perf_counter() - started
-    print()
-    program = session.bundle.root / session.bundle.programs.get(session.engine.name, {}).get("file", "")
-    rows = [
-        ("engine / policy", f"{session.engine.name} / {session.policy}"),
-        ("document", f"{n} tokens, ingested at {n / ingest_s:.0f} tok/s"),
-        ("first answer token", f"{(first or answer_s):.2f} s after the question"),
-        (
-            "pot (RAM)",
-            f"{session.pot.capacity} slots, {session.pot.nbytes / 2**20:.1f} MiB ({session.bundle.kv_dtype})",
-        ),
-        (
-            "program file",
-            f"{program.stat().st_size / 2**20:.1f} MiB" if program.is_file() else "eager (torch)",
-        ),
-        ("peak RSS", f"{peak_rss_bytes() / 2**20:.0f} MiB"),
-    ]
-    print("\nmemory profile")
-    for name, value in rows:
-        print(f"  {name:<20} {value}")
+    print(f"\n\nmemory profile (first answer token after {first or 0:.2f} s)")
+    print(format_profile(session_profile(session)))
+    return 0
+
+
+def profile(args: argparse.Namespace) -> int:
+    from acre.runtime.profiler import format_profile, measure
+    from acre.runtime.session import Session
+
+    if args.tokens < 1:
+        raise InputError("--tokens must be positive")
+    budget = parse_bytes(args.budget) if args.budget else None
+    report = measure(Session(args.bundle, engine=args.engine, policy=args.policy), args.tokens)
+    if budget:
+        report["budget_bytes"] = budget
+    print(json.dumps(report, indent=2) if args.json else format_profile(report, budget))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="acre", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="ingest a document and answer a question about it")
-    p.add_argument("bundle", type=Path, help="bundle directory written by acre-export")
-    p.add_argument("--context", type=Path, required=True, help="UTF-8 text file with the document")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("bundle", type=Path, help="bundle directory written by acre-export")
+    common.add_argument("--engine", default="auto", choices=["auto", *ENGINES])
+    common.add_argument("--policy", default="acre", choices=list(POLICIES))
+    p = sub.add_parser("run", parents=[common], help="ingest a document and answer a question about it")
+    p.add_argument("--context", type=Path, help="UTF-8 text file with the document")
+    p.add_argument("--store", type=Path, help="directory for the document's L2; reopened if it exists")
     p.add_argument("--question", required=True)
-    p.add_argument("--engine", default="auto", choices=["auto", *ENGINES])
-    p.add_argument("--policy", default="full", choices=["full"])
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(handler=run)
+    p = sub.add_parser("profile", parents=[common], help="memory report for a document of N tokens")
+    p.add_argument("--tokens", type=int, required=True)
+    p.add_argument("--budget", help="RAM budget for the pot, e.g. 48MB, to check against")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=profile)
     args = parser.parse_args(argv)
     try:
-        return run(args)
+        return args.handler(args)
     except AcreError as exc:
         print(f"acre: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,95 @@
+"""Run one (task, policy, length) cell over several depths in this process and print JSON lines.
+
+Started by `python -m benchmarks` in a fresh process per cell, so the peak RSS it reports belongs to
+that cell alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+
+from acre.errors import InputError
+from acre.runtime.session import Session
+from benchmarks.tasks import TASKS
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--policy", default="acre")
+    p.add_argument("--task", default="passkey")
+    p.add_argument("--length", type=int, required=True)
+    p.add_argument("--depths", type=float, nargs="+", default=[0.1, 0.5, 0.9])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--switch", action="append", default=[], help="policy switch name=value (ablations)")
+    args = p.parse_args()
+    switches = {}
+    for item in args.switch:
+        name, value = item.split("=")
+        switches[name] = {"true": True, "false": False}.get(value, int(value) if value.isdigit() else value)
+    session = Session(args.bundle, engine=args.engine, policy=args.policy, **switches)
+    for i, depth in enumerate(args.depths):
+        case = TASKS[args.task](session.tokenizer, args.length, depth, seed=args.seed * 1000 + i)
+        with tempfile.TemporaryDirectory(prefix="acre-bench-") as store:
+            started = time.perf_counter()
+            try:
+                tokens = session.ingest(case.document, store=store)
+            except InputError as exc:  # e.g. the full policy where the document does not fit
+                print(
+                    json.dumps(
+                        {
+                            "task": args.task,
+                            "policy": args.policy,
+                            "length": args.length,
+                            "depth": depth,
+                            "skipped": str(exc),
+                        }
+                    ),
+                    flush=True,
+                )
+                continue
+            ingest_s = time.perf_counter() - started
+            started = time.perf_counter()
+            pieces, first = [], None
+            for piece in session.ask(case.question, max_new_tokens=args.max_new_tokens):
+                first = first or time.perf_counter() - started
+                pieces.append(piece)
+            total = time.perf_counter() - started
+            reply = "".join(pieces)
+            answer_tokens = len(session.tokenizer.encode(reply, add_special_tokens=False))
+            record = {
+                "task": args.task,
+                "policy": args.policy,
+                "switches": switches,
+                "engine": session.engine.name,
+                "length": args.length,
+                "depth": depth,
+                "document_tokens": tokens,
+                "answer": case.answer,
+                "reply": reply,
+                "correct": case.correct(reply),
+                "ingest_s": round(ingest_s, 2),
+                "ingest_tok_s": round(tokens / ingest_s, 1),
+                "first_token_s": round(first or total, 3),
+                "decode_tok_s": round((answer_tokens - 1) / max(total - (first or total), 1e-9), 1)
+                if answer_tokens > 1
+                else None,
+                "spans": session.last.spans,
+                "l2_bytes_read": session.last.bytes_read,
+                "l2_disk_bytes": session.store.disk_bytes if session.store else 0,
+                "index_bytes": session.index.nbytes if session.index else 0,
+                "pot_bytes": session.pot.nbytes,
+                "pot_slots": session.pot.capacity,
+                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+        print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()

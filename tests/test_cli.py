@@ -1,0 +1,115 @@
+"""The command lines: run, reopen, profile, budgets, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from acre.budget import parse_bytes, slot_bytes, slots_for_budget
+from acre.bundle import Bundle
+from acre.errors import InputError
+from acre.exporter.cli import main as export_main
+from acre.runtime.cli import main as acre_main
+
+DOC = "The sun is yellow. The pass key is 67890. Here we go, there and back again. " * 30
+
+
+def test_run_streams_an_answer_and_prints_the_memory_profile(tiny_bundle, tmp_path, capsys):
+    (tmp_path / "doc.txt").write_text(DOC)
+    code = acre_main(
+        [
+            "run",
+            str(tiny_bundle),
+            "--engine",
+            "onnx",
+            "--context",
+            str(tmp_path / "doc.txt"),
+            "--question",
+            "What is the pass key?",
+            "--max-new-tokens",
+            "5",
+            "--store",
+            str(tmp_path / "s"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "A: " in out and "memory profile" in out and "L2 on flash" in out
+    assert (tmp_path / "s" / "store.json").is_file()
+    # the same document again, from its store, without the text
+    code = acre_main(
+        [
+            "run",
+            str(tiny_bundle),
+            "--engine",
+            "onnx",
+            "--store",
+            str(tmp_path / "s"),
+            "--question",
+            "What is the pass key?",
+            "--max-new-tokens",
+            "5",
+        ]
+    )
+    assert code == 0 and "no re-ingest" in capsys.readouterr().err
+
+
+def test_profile_reports_pot_index_l2_and_rss_as_json(tiny_bundle, capsys):
+    assert acre_main(["profile", str(tiny_bundle), "--engine", "onnx", "--tokens", "900", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    bundle = Bundle.open(tiny_bundle)
+    assert report["pot_slots"] == bundle.pot
+    assert report["pot_bytes"] >= bundle.pot * slot_bytes(bundle.geometry)
+    assert report["document_tokens"] >= 900 and report["l2_disk_bytes"] > 0 and report["index_bytes"] > 0
+    assert report["peak_rss_bytes"] > report["pot_bytes"]
+
+
+def test_profile_checks_a_budget(tiny_bundle, capsys):
+    assert (
+        acre_main(["profile", str(tiny_bundle), "--engine", "onnx", "--tokens", "300", "--budget", "1KB"])
+        == 0
+    )
+    assert "pot OVER" in capsys.readouterr().out
+
+
+def test_non_utf8_context_is_a_clear_error(tiny_bundle, tmp_path, capsys):
+    (tmp_path / "doc.txt").write_bytes(b"\xff\xfe caf\xe9")
+    code = acre_main(["run", str(tiny_bundle), "--context", str(tmp_path / "doc.txt"), "--question", "Why?"])
+    assert code == 2 and "not UTF-8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("48MB", 48 * 2**20), ("1.5GB", int(1.5 * 2**30)), ("512KiB", 2**19), ("64", 64 * 2**20)],
+)
+def test_budgets_are_read_with_units(text, expected):
+    assert parse_bytes(text) == expected
+
+
+def test_budget_picks_the_pot_and_refuses_what_cannot_run(tiny_checkpoint):
+    from acre.geometry import Geometry
+
+    g = Geometry.from_hf_config(tiny_checkpoint.model.config)
+    slots = slots_for_budget(g, 400 * 2**10)
+    assert slots % 64 == 0 and slots * slot_bytes(g) <= 400 * 2**10 < (slots + 64) * slot_bytes(g)
+    with pytest.raises(InputError, match="at least 256 are needed"):
+        slots_for_budget(g, 10_000)
+    with pytest.raises(InputError, match="cannot read the budget"):
+        parse_bytes("lots")
+
+
+def test_export_with_a_budget_too_small_fails_clearly(tiny_checkpoint_dir, tmp_path, capsys):
+    code = export_main(
+        [
+            "--target",
+            "onnx",
+            "--model",
+            str(tiny_checkpoint_dir),
+            "--budget",
+            "10KB",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
+    assert code == 2 and "at least 256" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
