@@ -1,0 +1,83 @@
+"""End-to-end checks on the real SmolLM2-135M-Instruct (slow: conversion, XNNPACK lowering ~8 min).
+
+Run with the rest (`make test`), or alone with `pytest -m slow`; skip with `-m "not slow"`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from acre.bundle import Bundle
+from acre.haystack import passkey_document
+from acre.runtime.engines import StepInputs, open_engine
+from acre.runtime.session import Session
+
+pytestmark = pytest.mark.slow
+
+DOCUMENT = (
+    "Acre keeps the document's keys and values on flash and a small pot of them in RAM. "
+    "The pass key is 31415. Remember it. The sky is blue and the grass is green. "
+) * 6
+
+
+@pytest.fixture(scope="module")
+def checkpoint():
+    from acre.exporter.checkpoint import load_checkpoint
+
+    return load_checkpoint("builtin")
+
+
+@pytest.fixture(scope="module")
+def bundle(checkpoint, tmp_path_factory):
+    from acre.exporter.export import export_bundle
+
+    return export_bundle(
+        tmp_path_factory.mktemp("real") / "smollm2", ["android"], checkpoint, chunk=64, pot=512
+    )
+
+
+@pytest.mark.parametrize("engine", ["torch", "executorch"])
+def test_greedy_answer_equals_transformers_on_the_real_model(bundle, checkpoint, engine):
+    session = Session(bundle, engine=engine, policy="full")
+    session.ingest(DOCUMENT)
+    answer = list(session.generate(session.question_prompt_ids("What is the pass key?"), max_new_tokens=20))
+    stop = session.bundle.eos_token_ids
+    out = checkpoint.model.generate(
+        torch.tensor([session.prompt_ids]),
+        max_new_tokens=20,
+        do_sample=False,
+        eos_token_id=stop,
+        pad_token_id=stop[0],
+    )
+    expected = [t for t in out[0, len(session.prompt_ids) :].tolist() if t not in stop]
+    assert answer == expected and "31415" in session.tokenizer.decode(answer)
+
+
+def test_executorch_logits_match_eager_on_the_real_model(bundle):
+    b = Bundle.open(bundle)
+    eager, exported = open_engine(b, "torch"), open_engine(b, "executorch")
+    g, rng = b.geometry, np.random.default_rng(0)
+    shape = (g.layers, g.kv_heads, b.pot, g.head_dim)
+    inputs = StepInputs(
+        tokens=rng.integers(0, g.vocab, b.chunk),
+        positions=np.arange(200, 200 + b.chunk),
+        pot_k=rng.standard_normal(shape, dtype=np.float32),
+        pot_v=rng.standard_normal(shape, dtype=np.float32),
+        pot_positions=np.arange(b.pot),
+        pot_mask=rng.random(b.pot) < 0.3,
+        last_index=np.array([b.chunk - 1]),
+    )
+    want, got = eager.step(inputs), exported.step(inputs)
+    assert np.abs(want.logits - got.logits).max() < 1e-2  # XNNPACK fp32 reorders sums
+    assert np.abs(want.k_new - got.k_new).max() < 1e-3
+
+
+def test_acre_finds_a_pass_key_far_past_the_window_on_the_real_model(bundle, tmp_path):
+    session = Session(bundle, engine="executorch")
+    document = passkey_document(session.tokenizer, 16_000, 0.35, "58213")
+    n = session.ingest(document, store=tmp_path / "doc")
+    answer = "".join(session.ask("What is the pass key?", max_new_tokens=16))
+    assert n > 16_000 > 2 * session.geometry.window
+    assert "58213" in answer, answer
