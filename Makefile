@@ -7,14 +7,16 @@ setup:
 	scripts/setup.sh
 
 $(BUNDLE)/manifest.json: | setup
-	$(VENV)/acre-export --target android --model builtin --out $(BUNDLE)
+	$(VENV)/acre-export --target android --model builtin --pot 1024 --out $(BUNDLE)
 
 demo: setup $(BUNDLE)/manifest.json
-	$(VENV)/python scripts/make_document.py --tokens 1500 --out build/document.txt
-	$(VENV)/acre run $(BUNDLE) --context build/document.txt --question "What is the pass key?"
+	$(VENV)/python scripts/make_document.py --bundle $(BUNDLE) --tokens 20000 --out build/document.txt
+	rm -rf build/document.l2
+	$(VENV)/acre run $(BUNDLE) --context build/document.txt --store build/document.l2 \
+	    --question "What is the pass key?" --max-new-tokens 40
 
 lint: setup
-	$(VENV)/ruff check acre tests scripts
+	$(VENV)/ruff check acre tests scripts benchmarks
 
 test: lint
 	$(VENV)/python -m pytest -q
