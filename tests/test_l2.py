@@ -131,3 +131,20 @@ def test_a_corrupt_last_record_is_dropped_on_reopen(tmp_path):
     data[-5] ^= 0xFF
     (tmp_path / "spans.bin").write_bytes(bytes(data))
     assert SpanStore.open(tmp_path).span_count == 2
+
+
+def test_a_second_writer_is_refused_while_the_first_writes(tmp_path):
+    import subprocess
+    import sys
+
+    first = SpanStore.create(tmp_path, meta())
+    fill(first, S)
+    script = (
+        "from acre.runtime.l2 import SpanStore, StoreMeta\n"
+        f"SpanStore.create({str(tmp_path)!r}, StoreMeta('model-a', {S}, {L}, {HKV}, {D}, 1, 2))\n"
+    )
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert other.returncode != 0 and "another process is writing this document" in other.stderr
+    assert SpanStore.open(tmp_path).span_count == 1  # the first writer's span is intact
+    first.close()
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)  # free once it is done

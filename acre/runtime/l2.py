@@ -16,6 +16,7 @@ checksum fails.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
@@ -110,7 +111,9 @@ def _decode(values: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
 class SpanStore:
     """One document's L2. Create with `create`, reopen with `open`; `append_span` writes, `read` reads."""
 
-    def __init__(self, path: Path, meta: StoreMeta, info: dict[str, Any], writable: bool) -> None:
+    def __init__(
+        self, path: Path, meta: StoreMeta, info: dict[str, Any], writable: bool, lock: int = -1
+    ) -> None:
         self.path = path
         self.meta = meta
         self.info = info
@@ -119,6 +122,7 @@ class SpanStore:
         self._reps: list[np.ndarray] = []  # one [Lp, Hkv, R, D] per span; stacked on demand
         self.bytes_read = 0
         self.writable = writable
+        self._lock = lock if lock >= 0 or not writable else _lock_for_writing(path)
         self._fd = os.open(path / "spans.bin", (os.O_RDWR | os.O_APPEND) if writable else os.O_RDONLY)
 
     # ---- create / open ------------------------------------------------------------------------
@@ -128,12 +132,17 @@ class SpanStore:
             raise StoreError(f"unknown L2 codec {meta.codec!r}; choose {CODECS}")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        for name in ("spans.bin", "pot.npz"):
-            (path / name).unlink(missing_ok=True)
-        (path / "spans.bin").touch()
-        info = {"format": FORMAT, "version": VERSION, "meta": asdict(meta), "complete": False}
-        _write_json(path / "store.json", info)
-        return cls(path, meta, info, writable=True)
+        lock = _lock_for_writing(path)  # before touching anything another writer may own
+        try:
+            for name in ("spans.bin", "pot.npz"):
+                (path / name).unlink(missing_ok=True)
+            (path / "spans.bin").touch()
+            info = {"format": FORMAT, "version": VERSION, "meta": asdict(meta), "complete": False}
+            _write_json(path / "store.json", info)
+        except BaseException:
+            os.close(lock)
+            raise
+        return cls(path, meta, info, writable=True, lock=lock)
 
     @classmethod
     def open(cls, path: str | Path, fingerprint: str | None = None, writable: bool = False) -> SpanStore:
@@ -306,9 +315,25 @@ class SpanStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._lock >= 0:
+            os.close(self._lock)  # releases the writer's lock
+            self._lock = -1
 
     def __del__(self) -> None:
         self.close()
+
+
+def _lock_for_writing(path: Path) -> int:
+    """An exclusive lock on the store for its one writer; a second writer fails at once, clearly."""
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"{path}: another process is writing this document; try again when it is done"
+        ) from None
+    return fd
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
