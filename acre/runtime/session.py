@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from acre.bundle import Bundle
+from acre.bundle import TOKENIZER_DIR, Bundle
 from acre.errors import InputError
 from acre.runtime.engines import Engine, StepInputs, StepOutputs, open_engine
 from acre.runtime.l2 import SpanBuffer, SpanStore, StoreMeta
@@ -57,7 +57,9 @@ def bundle_fingerprint(bundle: Bundle) -> str:
     """Identifies the model and programs that produced an L2 store's activations."""
     m = bundle.manifest
     programs = {
-        name: info["sha256"] for name, info in sorted(m["files"].items()) if not name.startswith("tok")
+        name: info["sha256"]
+        for name, info in sorted(m["files"].items())
+        if not name.startswith(TOKENIZER_DIR + "/")
     }
     blob = json.dumps(
         {"geometry": m["model"]["geometry"], "step": m["step"], "programs": programs}, sort_keys=True
