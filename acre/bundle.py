@@ -121,7 +121,7 @@ class Bundle:
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{where}: missing or malformed field ({exc})") from exc
         if min(chunk, pot, geometry.layers, geometry.vocab) < 1 or not isinstance(files, dict):
-            raise BundleError(f"{where}: chunk, pot, layers and vocab must be positive")
+            raise BundleError(f"{where}: malformed field: chunk, pot, layers and vocab must be positive")
         for name in files:
             _check_relative(name, where)
 

@@ -32,6 +32,7 @@ from acre.runtime.l2 import SpanBuffer, SpanStore, StoreMeta
 from acre.runtime.policies import CATALYST, Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind
 from acre.runtime.sampling import sample
+from acre.runtime.selection import choose_spans, combine_scores, refill_placement
 from acre.runtime.span_index import SpanIndex
 
 _MARKER = "\u0000ACRE-DOCUMENT\u0000"
@@ -362,62 +363,48 @@ class Session:
         the span index; keep the best ones by a dynamic cut-off, in document order."""
         assert self.store is not None
         policy, n_spans, s = self.policy, self.store.span_count, self.span_tokens
-        parts = []
+        attention_mass = index_z = None
         if policy.use_attention:
             l1 = self.slots_of(SlotKind.L1)
-            a = np.zeros(n_spans)
-            np.add.at(a, self.pot.token[l1] // s, attention[l1])
-            parts.append(a / a.sum() if a.sum() > 0 else a)
+            attention_mass = np.zeros(n_spans)
+            np.add.at(attention_mass, self.pot.token[l1] // s, attention[l1])
         if policy.use_index:
             if self.index is None:
                 self.index = SpanIndex(self.store.reps)
             probes = select_probe_queries(queries) if policy.use_probes else queries[:, :, -1:]
-            z = self.index.scores(probes, self.retrieval_heads, tree=policy.use_tree)
-            b = np.exp(z - z.max())  # softmax over the spans the search reached (-inf elsewhere)
-            parts.append(b / b.sum())
-        scores = np.mean(parts, axis=0)
+            index_z = self.index.scores(probes, self.retrieval_heads, tree=policy.use_tree)
+        scores = combine_scores(attention_mass, index_z)
         resident = self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)]
         for span in np.unique(resident // s):  # spans wholly in the pot need no refill
             length = self.store.lengths[span]
             if np.isin(np.arange(span * s, span * s + length), resident).all():
                 scores[span] = 0.0
         self.last.span_scores = scores
-        # Dynamic cut-off by score density: the fewest spans that hold `mass` of the score, at least
-        # `min_spans` and at most what the refill region holds.
-        order = np.argsort(-scores, kind="stable")
-        order = order[scores[order] > 0]
-        cumulative = np.cumsum(scores[order]) / max(scores.sum(), 1e-12)
-        count = int(np.searchsorted(cumulative, policy.mass) + 1)
         budget = self.layout.refill // s
-        count = min(max(count, policy.min_spans), budget, len(order))
-        chosen: list[int] = []
-        for span in order[:count].tolist():  # each chosen span brings its neighbours while room lasts
-            for near in [span] + [span + d for r in range(1, policy.neighbors + 1) for d in (-r, r)]:
-                if len(chosen) < budget and 0 <= near < n_spans and near not in chosen:
-                    chosen.append(near)
-        self.last.spans = sorted(chosen)
+        self.last.spans = choose_spans(scores, budget, policy.mass, policy.min_spans, policy.neighbors)
         return self.last.spans
 
     def _refill(self, spans: list[int]) -> None:
         """Bring the chosen spans from L2 into the refill slots, in document order. Entries already in
         the pot as sinks or recent tokens are not duplicated; L1 is hidden while the answer is made."""
         assert self.store is not None
+        store = self.store
         resident = set(self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)].tolist())
-        free = self.free_in(SlotKind.REFILL)
-        used = 0
         reuse = self.policy.refill_mode == "reuse"
-        for index in spans:
-            if reuse:
-                span = self.store.read(index)
-                start, k, v = span.start, span.k, span.v
-            else:
-                start, _ = self.store.read_tokens(index)
-                k = v = np.zeros((*self.pot.k.shape[:2], self.store.lengths[index], self.pot.k.shape[3]))
-            token = start + np.arange(self.store.lengths[index])
-            new = np.array([t not in resident for t in token.tolist()], dtype=bool)
-            slots = free[used : used + int(new.sum())]
-            self.pot.write(slots, k[:, :, new], v[:, :, new], 0, SlotKind.REFILL, token[new])
-            used += len(slots)
+        for span in [] if reuse else spans:
+            store.read_tokens(span)  # verifies the span's ids against their checksum before use
+        slots, token = refill_placement(
+            spans, store.starts, store.lengths, resident, self.free_in(SlotKind.REFILL)
+        )
+        shape = (*self.pot.k.shape[:2], len(slots), self.pot.k.shape[3])
+        k, v = np.zeros(shape, dtype=self.pot.k.dtype), np.zeros(shape, dtype=self.pot.v.dtype)
+        if reuse:  # copy the stored activations of the tokens being refilled
+            for span in spans:
+                read = store.read(span)
+                rows = np.flatnonzero((token >= read.start) & (token < read.start + len(read.tokens)))
+                k[:, :, rows] = read.k[:, :, token[rows] - read.start]
+                v[:, :, rows] = read.v[:, :, token[rows] - read.start]
+        self.pot.write(slots, k, v, 0, SlotKind.REFILL, token)
         self.pot.mask[self.slots_of(SlotKind.L1)] = False
         if not reuse:
             self._reencode()

@@ -1,0 +1,73 @@
+"""Which spans a question refills, and where they go in the pot: pure functions of numbers.
+
+Kept free of the session and the engines so every port (the JVM core of android_demo/, the Swift
+port of ios_demo/) can reproduce them exactly from the shared test vectors in tests/vectors/.
+Scores are float64; sums are sequential, in the order stated, so a port gets the same bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def combine_scores(attention: np.ndarray | None, index_z: np.ndarray | None) -> np.ndarray:
+    """One score per span from (a) the question's attention mass on each span's L1 entries,
+    normalised to sum 1, and (b) the span index's standardised scores (-inf where the tree search
+    did not reach), as a softmax; their mean."""
+    parts = []
+    if attention is not None:
+        a = np.asarray(attention, dtype=np.float64)
+        total = float(np.cumsum(a)[-1]) if len(a) else 0.0
+        parts.append(a / total if total > 0 else a)
+    if index_z is not None:
+        z = np.asarray(index_z, dtype=np.float64)
+        b = np.exp(z - z.max())
+        parts.append(b / float(np.cumsum(b)[-1]))
+    if not parts:
+        raise ValueError("no span scores: need attention, index scores or both")
+    return parts[0] if len(parts) == 1 else (parts[0] + parts[1]) / 2
+
+
+def choose_spans(
+    scores: np.ndarray, budget: int, mass: float, min_spans: int, neighbors: int
+) -> list[int]:
+    """The spans to refill, in document order.
+
+    Dynamic cut-off by score density: rank the spans with a positive score (ties: lower index first),
+    take the fewest whose running sum reaches `mass` of their total, at least `min_spans`, at most
+    `budget`. Each chosen span then brings its neighbours (1 before, 1 after, 2 before, ...) while
+    the budget lasts."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    order = order[scores[order] > 0]
+    if not len(order) or budget < 1:
+        return []
+    cumulative = np.cumsum(scores[order])  # sequential: reproducible in any language
+    count = int(np.searchsorted(cumulative / cumulative[-1], mass, side="left")) + 1
+    count = min(max(count, min_spans), budget, len(order))
+    chosen: list[int] = []
+    for span in order[:count].tolist():
+        for near in [span] + [span + d for r in range(1, neighbors + 1) for d in (-r, r)]:
+            if len(chosen) < budget and 0 <= near < len(scores) and near not in chosen:
+                chosen.append(near)
+    return sorted(chosen)
+
+
+def refill_placement(
+    spans: list[int],
+    starts: list[int],
+    lengths: list[int],
+    resident: set[int],
+    free_slots: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, document tokens) for refilling `spans` in document order into `free_slots`, in slot
+    order, skipping tokens already resident in the pot (sinks, recent window)."""
+    tokens = [
+        t
+        for span in sorted(spans)
+        for t in range(starts[span], starts[span] + lengths[span])
+        if t not in resident
+    ]
+    if len(tokens) > len(free_slots):
+        raise ValueError(f"{len(tokens)} refill tokens for {len(free_slots)} free slots")
+    return np.asarray(free_slots[: len(tokens)], dtype=np.int64), np.asarray(tokens, dtype=np.int64)

@@ -1,0 +1,105 @@
+"""The shared test vectors (tests/vectors/) are what the Python runtime writes and reads today.
+
+The JVM core (android_demo/core) and the Swift port (ios_demo/) test against the committed
+vectors; these tests make sure those vectors never drift from the Python reference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from acre.bundle import Bundle
+from acre.errors import BundleError
+from acre.runtime.l2 import SpanStore
+from acre.runtime.policies import Layout, make_policy
+from acre.runtime.selection import choose_spans, combine_scores, refill_placement
+from tests.make_vectors import VECTORS, write_vectors
+
+# the words a BundleError names for each kind of bad manifest in bad_manifests.json
+ERROR_WORDS = {
+    "version": "version",
+    "format": "format",
+    "field": "field",
+    "path": "outside",
+    "checksum": "checksum",
+    "size": "bytes",
+    "missing": "missing",
+}
+
+
+def test_committed_vectors_are_what_the_runtime_writes_now(tmp_path):
+    write_vectors(tmp_path / "vectors")
+    fresh = sorted(p.relative_to(tmp_path / "vectors") for p in (tmp_path / "vectors").rglob("*"))
+    committed = sorted(p.relative_to(VECTORS) for p in VECTORS.rglob("*") if p.name != "README.md")
+    assert fresh == committed
+    for rel in fresh:
+        if (VECTORS / rel).is_file():
+            assert (VECTORS / rel).read_bytes() == (tmp_path / "vectors" / rel).read_bytes(), (
+                f"tests/vectors/{rel} changed: run `python -m tests.make_vectors`, then make the "
+                "android_demo/core and ios_demo ports follow"
+            )
+
+
+def test_vector_bundle_opens_and_every_bad_manifest_is_refused_for_its_reason(tmp_path):
+    assert Bundle.open(VECTORS / "bundle").pot == 256
+    for case in json.loads((VECTORS / "bad_manifests.json").read_text()):
+        copy = tmp_path / case["name"].replace(" ", "_")
+        shutil.copytree(VECTORS / "bundle", copy)
+        (copy / "manifest.json").write_text(json.dumps(case["manifest"]))
+        with pytest.raises(BundleError, match=ERROR_WORDS[case["error"]]):
+            Bundle.open(copy)
+
+
+@pytest.mark.parametrize(
+    "store", json.loads((VECTORS / "l2.json").read_text())["stores"], ids=lambda s: s["dir"]
+)
+def test_vector_stores_read_back_as_stated(store, tmp_path):
+    shutil.copytree(VECTORS / store["dir"], tmp_path / "s")  # a reader may take the lock file
+    opened = SpanStore.open(tmp_path / "s")
+    assert opened.meta.record_bytes == store["record_bytes"]
+    assert opened.span_count == store["span_count"]
+    for i, want in enumerate(store["spans"]):
+        span = opened.read(i)
+        assert span.start == want["start"] and span.tokens.tolist() == want["tokens"]
+        assert span.k.ravel().tolist() == want["k"] and span.v.ravel().tolist() == want["v"]
+        assert opened.reps[i].astype(np.float64).ravel().tolist() == want["reps"]
+
+
+def test_selection_vectors_hold():
+    data = json.loads((VECTORS / "selection.json").read_text())
+    for case in data["layouts"]:
+        if "layout" in case:
+            layout = Layout.plan(make_policy(case["policy"]), case["capacity"], case["chunk"], case["span"])
+            assert {k: getattr(layout, k) for k in case["layout"]} == case["layout"]
+    for case in data["choose_spans"]:
+        z = None if case["index_z"] is None else [-np.inf if x is None else x for x in case["index_z"]]
+        scores = combine_scores(
+            None if case["attention"] is None else np.array(case["attention"]),
+            None if z is None else np.array(z),
+        )
+        assert scores.tolist() == case["scores"]
+        assert (
+            choose_spans(scores, case["budget"], case["mass"], case["min_spans"], case["neighbors"])
+            == case["chosen"]
+        )
+    for case in data["refill_placement"]:
+        slots, tokens = refill_placement(
+            case["spans"],
+            case["starts"],
+            case["lengths"],
+            set(case["resident"]),
+            np.array(case["free_slots"]),
+        )
+        assert slots.tolist() == case["slots"] and tokens.tolist() == case["tokens"]
+        assert tokens.tolist() == sorted(tokens.tolist())  # document order
+
+
+def test_choose_spans_respects_budget_order_and_mass():
+    scores = np.array([0.0, 0.5, 0.05, 0.3, 0.1, 0.05])
+    assert choose_spans(scores, budget=6, mass=0.5, min_spans=1, neighbors=0) == [1]
+    assert choose_spans(scores, budget=6, mass=0.8, min_spans=1, neighbors=0) == [1, 3]
+    assert choose_spans(scores, budget=2, mass=1.0, min_spans=1, neighbors=1) == [0, 1]
+    assert choose_spans(np.zeros(4), budget=4, mass=0.9, min_spans=2, neighbors=1) == []
