@@ -1,0 +1,111 @@
+package org.acre.core;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Which spans a question refills, and where they go in the pot (acre/runtime/selection.py): pure
+ * functions of numbers, float64, with every sum sequential in the stated order so the results are
+ * bit-identical to Python's.
+ */
+public final class Selection {
+    private Selection() {}
+
+    /**
+     * One score per span: the attention mass normalised to sum 1, and/or the softmax of the index
+     * scores (-infinity where the tree search did not reach); their mean when both are given.
+     */
+    public static double[] combineScores(double[] attention, double[] indexZ) {
+        double[] a = null;
+        double[] b = null;
+        if (attention != null) {
+            double total = 0;
+            for (double x : attention) total += x;  // sequential, as np.cumsum(a)[-1]
+            a = new double[attention.length];
+            for (int i = 0; i < a.length; i++) a[i] = total > 0 ? attention[i] / total : attention[i];
+        }
+        if (indexZ != null) {
+            double max = Double.NEGATIVE_INFINITY;
+            for (double z : indexZ) max = Math.max(max, z);
+            b = new double[indexZ.length];
+            double total = 0;
+            for (int i = 0; i < b.length; i++) {
+                b[i] = Exp.exp(indexZ[i] - max);  // correctly rounded: the same bits everywhere
+                total += b[i];
+            }
+            for (int i = 0; i < b.length; i++) b[i] = b[i] / total;
+        }
+        if (a == null && b == null) throw new IllegalArgumentException("no span scores: need attention, index scores or both");
+        if (a == null) return b;
+        if (b == null) return a;
+        double[] out = new double[a.length];
+        for (int i = 0; i < out.length; i++) out[i] = (a[i] + b[i]) / 2;
+        return out;
+    }
+
+    /**
+     * The spans to refill, in document order: rank spans with a positive score (ties: lower index
+     * first), take the fewest whose running sum reaches `mass` of their total, at least minSpans, at
+     * most budget; each chosen span then brings its neighbours (1 before, 1 after, 2 before, ...)
+     * while the budget lasts.
+     */
+    public static List<Integer> chooseSpans(double[] scores, int budget, double mass, int minSpans, int neighbors) {
+        List<Integer> order = new ArrayList<>();
+        for (int i = 0; i < scores.length; i++) if (scores[i] > 0) order.add(i);
+        order.sort(Comparator.comparingDouble((Integer i) -> scores[i]).reversed());  // stable
+        if (order.isEmpty() || budget < 1) return new ArrayList<>();
+        double[] cumulative = new double[order.size()];
+        double running = 0;
+        for (int i = 0; i < cumulative.length; i++) cumulative[i] = running += scores[order.get(i)];
+        double total = cumulative[cumulative.length - 1];
+        int below = 0;  // searchsorted(cumulative / total, mass, side="left") on a sorted array
+        while (below < cumulative.length && cumulative[below] / total < mass) below++;
+        int count = Math.min(Math.min(Math.max(below + 1, minSpans), budget), order.size());
+        List<Integer> chosen = new ArrayList<>();
+        for (int span : order.subList(0, count)) {
+            List<Integer> near = new ArrayList<>();
+            near.add(span);
+            for (int r = 1; r <= neighbors; r++) {
+                near.add(span - r);
+                near.add(span + r);
+            }
+            for (int s : near) {
+                if (chosen.size() < budget && s >= 0 && s < scores.length && !chosen.contains(s)) chosen.add(s);
+            }
+        }
+        Collections.sort(chosen);
+        return chosen;
+    }
+
+    /** Slots and document tokens of a refill. */
+    public record Placement(long[] slots, long[] tokens) {}
+
+    /**
+     * Refilling `spans` in document order into `freeSlots`, in slot order, skipping tokens already
+     * resident in the pot (sinks, recent window).
+     */
+    public static Placement refillPlacement(List<Integer> spans, List<Long> starts, List<Integer> lengths,
+                                            Set<Long> resident, long[] freeSlots) {
+        List<Integer> sorted = new ArrayList<>(spans);
+        Collections.sort(sorted);
+        List<Long> tokens = new ArrayList<>();
+        for (int span : sorted) {
+            for (long t = starts.get(span); t < starts.get(span) + lengths.get(span); t++) {
+                if (!resident.contains(t)) tokens.add(t);
+            }
+        }
+        if (tokens.size() > freeSlots.length) {
+            throw new IllegalArgumentException(tokens.size() + " refill tokens for " + freeSlots.length + " free slots");
+        }
+        long[] slots = new long[tokens.size()];
+        long[] toks = new long[tokens.size()];
+        for (int i = 0; i < slots.length; i++) {
+            slots[i] = freeSlots[i];
+            toks[i] = tokens.get(i);
+        }
+        return new Placement(slots, toks);
+    }
+}

@@ -1,0 +1,70 @@
+package org.acre.core;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import org.junit.Rule;
+import org.junit.Test;
+import org.junit.rules.TemporaryFolder;
+import org.junit.runner.RunWith;
+import org.junit.runners.Parameterized;
+
+/** tests/vectors/bundle opens; every manifest of bad_manifests.json is refused for its stated reason. */
+@RunWith(Parameterized.class)
+public class BundleVectorsTest {
+    @Rule public TemporaryFolder tmp = new TemporaryFolder();
+
+    @Parameterized.Parameters(name = "{0}")
+    public static Collection<Object[]> cases() {
+        List<Object[]> out = new ArrayList<>();
+        for (JsonElement c : Vectors.array("bad_manifests.json")) {
+            JsonObject o = c.getAsJsonObject();
+            out.add(new Object[] {o.get("name").getAsString(), o.get("error").getAsString(), o.get("manifest")});
+        }
+        return out;
+    }
+
+    private final String name;
+    private final String error;
+    private final JsonElement manifest;
+
+    public BundleVectorsTest(String name, String error, JsonElement manifest) {
+        this.name = name;
+        this.error = error;
+        this.manifest = manifest;
+    }
+
+    @Test
+    public void badManifestIsRefusedForItsReason() throws Exception {
+        Path copy = Vectors.copy("bundle", tmp.getRoot().toPath());
+        Files.write(copy.resolve(Bundle.MANIFEST), manifest.toString().getBytes(StandardCharsets.UTF_8));
+        try {
+            Bundle.open(copy);
+            fail(name + ": the bundle opened");
+        } catch (BundleException e) {
+            assertEquals(name + ": " + e.getMessage(), BundleException.Kind.valueOf(error.toUpperCase()), e.kind);
+        }
+    }
+
+    @Test
+    public void goodBundleOpens() throws Exception {
+        Bundle bundle = Bundle.open(Vectors.dir().resolve("bundle"));
+        assertEquals(256, bundle.pot);
+        assertEquals(16, bundle.chunk);
+        assertEquals(2, bundle.geometry.layers());
+        assertEquals(List.of(2), bundle.eosTokenIds);
+        assertEquals(2, bundle.retrievalHeads().length);
+        assertEquals(1, bundle.retrievalHeads()[0][0]);  // layer 1 is probe_layers[1]
+        assertEquals(2, bundle.retrievalHeads()[0][1]);
+        assertTrue(Files.isRegularFile(bundle.programPath("executorch")));
+    }
+}
