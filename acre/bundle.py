@@ -105,24 +105,19 @@ class Bundle:
         m, where = self.manifest, self.root / MANIFEST
         if not isinstance(m, dict) or m.get("format") != FORMAT:
             raise BundleError(f"{where}: not an acre bundle manifest (format is not {FORMAT!r})")
-        if m.get("version") != VERSION:
+        if type(m.get("version")) is not int or m["version"] != VERSION:
             raise BundleError(
                 f"{where}: bundle format version {m.get('version')!r}, this acre reads version {VERSION}; "
                 "re-export the bundle with this acre"
             )
         try:
-            geometry = self.geometry
-            chunk, pot = self.chunk, self.pot
-            files = m["files"]
-            for info in self.programs.values():
-                _check_relative(info["file"], where)
-            _check_relative(m["tokenizer"]["dir"], where)
-            self.eos_token_ids  # noqa: B018 - parse check
+            _check_fields(m)
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{where}: missing or malformed field ({exc})") from exc
-        if min(chunk, pot, geometry.layers, geometry.vocab) < 1 or not isinstance(files, dict):
-            raise BundleError(f"{where}: malformed field: chunk, pot, layers and vocab must be positive")
-        for name in files:
+        for info in self.programs.values():
+            _check_relative(info["file"], where)
+        _check_relative(m["tokenizer"]["dir"], where)
+        for name in m["files"]:
             _check_relative(name, where)
 
     def _verify_files(self, verify_checksums: bool) -> None:
@@ -145,6 +140,54 @@ class Bundle:
                 raise BundleError(
                     f"{self.root / MANIFEST}: {engine} program {info['file']} has no checksum entry"
                 )
+
+
+def _positive_int(value: Any, what: str) -> None:
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+
+
+def _check_fields(m: dict[str, Any]) -> None:
+    """Every field a runtime reads is present, of the right type and in range."""
+    g = m["model"]["geometry"]
+    for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "intermediate", "vocab", "window"):
+        _positive_int(g[name], f"model.geometry.{name}")
+    for name in ("rope_theta", "rms_eps"):
+        if type(g[name]) not in (int, float) or not g[name] > 0:
+            raise ValueError(f"model.geometry.{name} must be a positive number")
+    if g["heads"] % g["kv_heads"]:
+        raise ValueError("model.geometry.heads must be a multiple of kv_heads")
+    step = m["step"]
+    _positive_int(step["chunk"], "step.chunk")
+    _positive_int(step["pot"], "step.pot")
+    if step["kv_dtype"] not in ("float32", "float16"):
+        raise ValueError(f"step.kv_dtype {step['kv_dtype']!r} is not float32 or float16")
+    heads = step["signal_heads"]
+    if not isinstance(heads, list) or not all(
+        isinstance(h, list) and len(h) == 2 and all(type(x) is int for x in h)
+        and 0 <= h[0] < g["layers"] and 0 <= h[1] < g["heads"]
+        for h in heads
+    ):  # fmt: skip
+        raise ValueError("step.signal_heads must be [layer, head] pairs inside the model")
+    if sorted({h[0] for h in heads}) != step["probe_layers"]:
+        raise ValueError("step.probe_layers must be the layers of the signal heads")
+    programs = m["programs"]
+    if not isinstance(programs, dict) or not all(
+        isinstance(p, dict) and isinstance(p.get("file"), str) for p in programs.values()
+    ):
+        raise ValueError("programs must map engines to {file: ...}")
+    tokenizer = m["tokenizer"]
+    if not isinstance(tokenizer["dir"], str):
+        raise ValueError("tokenizer.dir must be a path")
+    eos = tokenizer["eos_token_ids"]
+    if not isinstance(eos, list) or not all(type(t) is int and 0 <= t < g["vocab"] for t in eos):
+        raise ValueError("tokenizer.eos_token_ids must be token ids of the vocabulary")
+    files = m["files"]
+    if not isinstance(files, dict) or not all(
+        isinstance(f, dict) and isinstance(f.get("sha256"), str) and type(f.get("bytes")) is int
+        for f in files.values()
+    ):
+        raise ValueError("files must map names to {sha256, bytes}")
 
 
 def _check_relative(name: str, where: Path) -> None:

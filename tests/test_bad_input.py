@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +123,59 @@ def test_question_that_does_not_fit_the_pot_is_refused(session):
     session.ingest("The sky is blue.")
     with pytest.raises(InputError, match="only .* pot slots are left"):
         list(session.ask("Why is the sky blue? " * 100))
+
+
+def _every_bundle_file(bundle) -> list[str]:
+    return sorted(json.loads((bundle / "manifest.json").read_text())["files"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_every_bundle_file_truncated_flipped_or_missing_is_named(tiny_bundle, tmp_path, damage):
+    import shutil
+
+    for name in _every_bundle_file(tiny_bundle):
+        copy = Path(shutil.copytree(tiny_bundle, tmp_path / f"{damage}-{name.replace('/', '_')}"))
+        path = copy / name
+        data = bytearray(path.read_bytes())
+        if damage == "delete":
+            path.unlink()
+        elif damage == "truncate":
+            path.write_bytes(bytes(data[: len(data) // 2]))
+        else:
+            data[len(data) // 3] ^= 0x01
+            path.write_bytes(bytes(data))
+        with pytest.raises(BundleError, match=re.escape(name)):
+            Bundle.open(copy)
+        shutil.rmtree(copy)
+
+
+@pytest.mark.parametrize("engine", ["executorch", "onnx"])
+def test_manifest_shapes_that_disagree_with_the_program_are_refused(bundle_copy, engine):
+    from acre.runtime.engines import open_engine
+
+    edit_manifest(bundle_copy, lambda m: m["step"].update(pot=m["step"]["pot"] * 2))
+    with pytest.raises(BundleError, match="pot_k has shape .* manifest and program disagree"):
+        open_engine(Bundle.open(bundle_copy), engine)
+
+
+def test_manifest_geometry_that_disagrees_with_the_program_is_refused(bundle_copy):
+    from acre.runtime.engines import open_engine
+
+    edit_manifest(
+        bundle_copy, lambda m: m["model"]["geometry"].update(head_dim=m["model"]["geometry"]["head_dim"] * 2)
+    )
+    with pytest.raises(BundleError, match="manifest and program disagree"):
+        open_engine(Bundle.open(bundle_copy), "executorch")
+
+
+@pytest.mark.parametrize("bad", [b"caf\xe9".decode("latin-1").encode("latin-1"), 42, None])
+def test_a_question_that_is_not_text_is_refused(session, bad):
+    session.ingest("Some document text about a garden.")
+    with pytest.raises(InputError, match="question must be text"):
+        list(session.ask(bad))
+
+
+@pytest.mark.parametrize("bad", [b"\xff\xfe document", 3.5])
+def test_a_document_that_is_not_text_is_refused(session, bad):
+    with pytest.raises(InputError, match="document must be text"):
+        session.ingest(bad)

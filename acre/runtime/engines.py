@@ -8,7 +8,7 @@ through onnxruntime. All take numpy inputs owned by the runtime and return numpy
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -55,6 +55,26 @@ class Engine(Protocol):
         ...
 
 
+def expected_input_shapes(bundle: Bundle, rows: int) -> list[tuple[int, ...]]:
+    """The step program's input shapes the manifest promises, in INPUT_NAMES order."""
+    g, pot = bundle.geometry, bundle.pot
+    kv = (g.layers, g.kv_heads, pot, g.head_dim)
+    return [(rows,), (rows,), kv, kv, (pot,), (pot,), (1,)]
+
+
+def check_input_shapes(bundle: Bundle, method: str, rows: int, actual: list[tuple[Any, ...]]) -> None:
+    """Refuse a program whose inputs disagree with the manifest (dynamic dims, not ints, match any)."""
+    for name, want, have in zip(INPUT_NAMES, expected_input_shapes(bundle, rows), actual, strict=True):
+        same = len(want) == len(have) and all(
+            not isinstance(h, int) or h == w for w, h in zip(want, have, strict=True)
+        )
+        if not same:
+            raise BundleError(
+                f"{bundle.root}: the program's {method} input {name} has shape {tuple(have)}, the manifest "
+                f"says {want}; manifest and program disagree (re-export the bundle)"
+            )
+
+
 class TorchEngine:
     name = "torch"
 
@@ -94,8 +114,14 @@ class ExecuTorchEngine:
         try:
             program = Runtime.get().load_program(path)
             self.methods = {name: program.load_method(name) for name in ("prefill", "decode")}
+            shapes = {
+                name: [tuple(m.metadata.input_tensor_meta(i).sizes()) for i in range(len(INPUT_NAMES))]
+                for name, m in self.methods.items()
+            }
         except Exception as exc:  # the runtime raises RuntimeError/ValueError with codes
             raise BundleError(f"{path}: ExecuTorch cannot load the program ({exc})") from exc
+        check_input_shapes(bundle, "prefill", bundle.chunk, shapes["prefill"])
+        check_input_shapes(bundle, "decode", 1, shapes["decode"])
         self.chunk = bundle.chunk
 
     def step(self, inputs: StepInputs) -> StepOutputs:
@@ -120,6 +146,10 @@ class OnnxEngine:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(f"{path}: ONNX Runtime cannot load the program ({exc})") from exc
+        shapes = [tuple(i.shape) for i in self.session.get_inputs()]
+        if [i.name for i in self.session.get_inputs()] != list(INPUT_NAMES):
+            raise BundleError(f"{path}: the program's inputs are not the step signature {INPUT_NAMES}")
+        check_input_shapes(bundle, "prefill/decode", bundle.chunk, shapes)
 
     def step(self, inputs: StepInputs) -> StepOutputs:
         feeds = dict(zip(INPUT_NAMES, inputs.as_tuple(), strict=True))

@@ -8,6 +8,8 @@ A store is a directory:
                    token ids + K and V of every layer (fp16, or int8 with per-row scales) +
                    representative keys of the probe layers (the span index entries)
     pot.npz      the pot as it stood after ingest, so a reopened document is asked without re-ingest
+    resume.npz   while ingest runs: the last checkpoint (pot, partial span, next token), so an
+                 interrupted ingest continues from there instead of from the start
 
 Only chosen spans are read (pread), each verified against its crc32. A crash at any moment leaves a
 store that reopens consistent: a trailing partial record is discarded, and so is a last record whose
@@ -20,7 +22,10 @@ import fcntl
 import json
 import os
 import struct
+import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ from acre.errors import AcreError
 FORMAT = "acre-l2"
 VERSION = 1
 MAGIC = b"ACRS"
+RESUME = "resume.npz"
 HEADER = struct.Struct("<4sIIQII")  # magic, span, n_tokens, start token, crc32 of all, crc32 of the token ids
 CODECS = ("float16", "int8")
 
@@ -152,14 +158,14 @@ class SpanStore:
             raise StoreError(f"{path}: not an L2 store (store.json or spans.bin missing)")
         try:
             info = json.loads(header_path.read_text(encoding="utf-8"))
-            if info.get("format") != FORMAT:
+            if not isinstance(info, dict) or info.get("format") != FORMAT:
                 raise StoreError(f"{header_path}: not an acre L2 store")
             if info.get("version") != VERSION:
                 raise StoreError(
                     f"{header_path}: L2 format version {info.get('version')!r}, expected {VERSION}"
                 )
-            meta = StoreMeta(**info["meta"])
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            meta = _meta_from(info)
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{header_path}: unreadable store header ({exc})") from exc
         if fingerprint is not None and meta.fingerprint != fingerprint:
             raise StoreError(
@@ -232,25 +238,62 @@ class SpanStore:
         head = HEADER.pack(MAGIC, span, n, start, 0, token_crc)
         crc = zlib.crc32(payload, zlib.crc32(head))
         record = HEADER.pack(MAGIC, span, n, start, crc, token_crc) + payload
-        written = os.write(self._fd, record)
+        try:
+            written = os.write(self._fd, record)
+        except OSError as exc:
+            written, cause = -1, exc
         if written != len(record):
-            os.ftruncate(self._fd, span * meta.record_bytes)
-            raise StoreError(f"{self.path}: short write to spans.bin (disk full?)")
+            os.ftruncate(self._fd, span * meta.record_bytes)  # no partial record stays behind
+            reason = f"{cause.strerror}" if written < 0 else f"short write, {written} of {len(record)} bytes"
+            raise StoreError(
+                f"{self.path / 'spans.bin'}: cannot write span {span} ({reason}); "
+                f"the {span} spans before it are intact, ingest again to resume"
+            )
         self.starts.append(start)
         self.lengths.append(n)
         self._reps.append(parts["reps"])
 
     def finish(self, pot_state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         """Mark the document complete and save the pot as it stands after ingest."""
-        os.fsync(self._fd)
-        tmp = self.path / "pot.tmp.npz"
-        np.savez(tmp, **pot_state)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(self.path / "pot.npz")
-        self.info.update(complete=True, document_tokens=self.tokens, spans=self.span_count, **extra)
-        self.info["pot_crc32"] = zlib.crc32((self.path / "pot.npz").read_bytes())
-        _write_json(self.path / "store.json", self.info)
+        with _disk_errors(self.path / "pot.npz"):
+            os.fsync(self._fd)
+            _save_npz(self.path / "pot.npz", pot_state)
+            self.info.update(complete=True, document_tokens=self.tokens, spans=self.span_count, **extra)
+            self.info["pot_crc32"] = zlib.crc32((self.path / "pot.npz").read_bytes())
+            _write_json(self.path / "store.json", self.info)
+        (self.path / RESUME).unlink(missing_ok=True)
+
+    # ---- resume -------------------------------------------------------------------------------
+    def checkpoint(self, state: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        """Save what an interrupted ingest needs to continue: the spans written so far are made
+        durable first, then `state` (pot, partial span) and `info` replace the last checkpoint."""
+        with _disk_errors(self.path / RESUME):
+            os.fsync(self._fd)
+            blob = json.dumps({**info, "spans": self.span_count}).encode()
+            _save_npz(self.path / RESUME, {"info": np.frombuffer(blob, dtype=np.uint8), **state})
+
+    def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The last checkpoint of an unfinished ingest, or None if there is none (or it is unusable:
+        then ingest starts again from the beginning, which loses nothing but time)."""
+        path = self.path / RESUME
+        if self.info.get("complete") or not path.is_file():
+            return None
+        try:
+            with np.load(path) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+            info = json.loads(arrays.pop("info").tobytes())
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
+            return None
+        if not 0 <= info.get("spans", -1) <= self.span_count:
+            return None  # refers to spans that did not survive
+        return arrays, info
+
+    def truncate(self, spans: int) -> None:
+        """Keep the first `spans` spans (resume: what follows the checkpoint is written again)."""
+        if not self.writable:
+            raise StoreError(f"{self.path}: opened read-only")
+        os.ftruncate(self._fd, spans * self.meta.record_bytes)
+        del self.starts[spans:], self.lengths[spans:], self._reps[spans:]
 
     def load_pot(self) -> dict[str, np.ndarray]:
         if not self.info.get("complete"):
@@ -323,6 +366,27 @@ class SpanStore:
         self.close()
 
 
+MAX_RECORD_BYTES = 1 << 30  # a span record larger than this is a damaged header, not a real store
+
+
+def _meta_from(info: dict[str, Any]) -> StoreMeta:
+    """The store's geometry from its header, every field checked (it comes from a file)."""
+    meta = info["meta"]
+    if not isinstance(meta, dict) or set(meta) != {f for f in StoreMeta.__dataclass_fields__}:
+        raise ValueError("meta must have exactly the fields of StoreMeta")
+    for name in ("span_tokens", "layers", "kv_heads", "head_dim", "probe_layers", "reps"):
+        if type(meta[name]) is not int or not 0 < meta[name] < 1 << 20:
+            raise ValueError(f"meta.{name} must be a positive integer")
+    if not isinstance(meta["fingerprint"], str) or meta["codec"] not in CODECS:
+        raise ValueError("meta.fingerprint must be text and meta.codec one of " + ", ".join(CODECS))
+    if type(info.get("complete", False)) is not bool:
+        raise ValueError("complete must be true or false")
+    result = StoreMeta(**meta)
+    if result.record_bytes > MAX_RECORD_BYTES:
+        raise ValueError(f"span records of {result.record_bytes} bytes")
+    return result
+
+
 def _lock_for_writing(path: Path) -> int:
     """An exclusive lock on the store for its one writer; a second writer fails at once, clearly."""
     fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -334,6 +398,27 @@ def _lock_for_writing(path: Path) -> int:
             f"{path}: another process is writing this document; try again when it is done"
         ) from None
     return fd
+
+
+@contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    """Turn a failed write (disk full, read-only medium) into a StoreError; the temporary file goes,
+    the file it was to replace stays as it was."""
+    try:
+        yield
+    except OSError as exc:
+        for tmp in path.parent.glob("*.tmp*"):
+            tmp.unlink(missing_ok=True)
+        raise StoreError(f"{path}: cannot write ({exc.strerror or exc}); the store is unchanged") from exc
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz beside `path` and move it into place, durable, in one step."""
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    tmp.replace(path)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from acre.bundle import TOKENIZER_DIR, Bundle
 from acre.errors import InputError
 from acre.runtime.engines import Engine, StepInputs, StepOutputs, open_engine
-from acre.runtime.l2 import SpanBuffer, SpanStore, StoreMeta
+from acre.runtime.l2 import SpanBuffer, SpanStore, StoreError, StoreMeta
 from acre.runtime.policies import CATALYST, Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind
 from acre.runtime.sampling import sample
@@ -39,6 +39,7 @@ _MARKER = "\u0000ACRE-DOCUMENT\u0000"
 QUESTION_SEPARATOR = "\n\n"
 DOCUMENT_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT, SlotKind.REFILL)
 STORED_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT)
+POT_ARRAYS = ("k", "v", "positions", "mask", "kind", "token")
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 
@@ -52,6 +53,10 @@ def split_chat_template(tokenizer: Any) -> tuple[str, str]:
     )
     prefix, _, suffix = rendered.partition(_MARKER)
     return prefix, suffix
+
+
+def document_digest(ids: list[int]) -> str:
+    return hashlib.sha256(np.asarray(ids, dtype=np.int32).tobytes()).hexdigest()
 
 
 def bundle_fingerprint(bundle: Bundle) -> str:
@@ -86,6 +91,7 @@ class Session:
         span_tokens: int = 64,
         reps: int = 8,
         codec: str = "float16",
+        checkpoint_tokens: int = 4096,
         **switches: bool,
     ) -> None:
         from transformers import AutoTokenizer
@@ -96,6 +102,8 @@ class Session:
         self.geometry = self.bundle.geometry
         self.chunk = self.bundle.chunk
         self.span_tokens, self.reps, self.codec = span_tokens, reps, codec
+        self.checkpoint_tokens = checkpoint_tokens  # how often an ingest saves where it is, to resume
+        self.resumed_from: int | None = None  # the token the last ingest resumed at, if it did
         self.tokenizer = AutoTokenizer.from_pretrained(self.bundle.tokenizer_dir)
         self.prefix, self.suffix = split_chat_template(self.tokenizer)
         self.stop_ids = set(self.bundle.eos_token_ids)
@@ -142,7 +150,11 @@ class Session:
 
     # ---- tokens -------------------------------------------------------------------------------
     def encode(self, text: str, what: str) -> list[int]:
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise InputError(
+                f"the {what} must be text (str), not {type(text).__name__}; decode bytes as UTF-8 first"
+            )
+        if not text.strip():
             raise InputError(f"the {what} is empty")
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
@@ -167,44 +179,126 @@ class Session:
         return self.tokenizer.encode(QUESTION_SEPARATOR + question + self.suffix, add_special_tokens=False)
 
     # ---- ingest -------------------------------------------------------------------------------
-    def ingest(self, text: str, store: str | Path | None = None, progress: Progress | None = None) -> int:
+    def ingest(
+        self,
+        text: str,
+        store: str | Path | None = None,
+        progress: Progress | None = None,
+        resume: bool = True,
+    ) -> int:
         """Ingest a document (replacing any earlier one); returns its length in tokens.
         With a refilling policy its L2 goes to `store` (a temporary directory if None)."""
-        return self.ingest_ids(self.document_prompt_ids(text), store, progress)
+        return self.ingest_ids(self.document_prompt_ids(text), store, progress, resume)
 
     def ingest_ids(
-        self, ids: list[int], store: str | Path | None = None, progress: Progress | None = None
+        self,
+        ids: list[int],
+        store: str | Path | None = None,
+        progress: Progress | None = None,
+        resume: bool = True,
     ) -> int:
+        """Ingest document token ids. With `resume` and a `store` that already holds this document:
+        a finished ingest is reopened as it is, an interrupted one continues from its last checkpoint."""
         self._check_ids(ids, "document")
         if not self.policy.bounded and len(ids) > self.pot.capacity - 1:
             raise InputError(
                 f"the document has {len(ids)} tokens; the 'full' policy keeps all of them in the pot, "
                 f"which holds {self.pot.capacity} slots. Use a bounded policy (acre) or a larger --pot."
             )
+        digest = document_digest(ids)
+        self.resumed_from = None
+        if resume and store is not None and self.policy.refill and self._reopen_finished(store, digest):
+            self.resumed_from = len(ids)
+            return len(ids)
         self.pot.clear(np.arange(self.pot.capacity))
         self.document_ids, self.index = [], None
-        buffer = self._create_store(store) if self.policy.refill else None
+        buffer, begin = self._open_store(store, digest, resume) if self.policy.refill else (None, 0)
+        self.resumed_from = begin or None
         per_step = self.chunk - len(self.catalyst_ids)
-        for start in range(0, len(ids), per_step):
+        for start in range(begin, len(ids), per_step):
             piece = ids[start : start + per_step]
             out = self._step(piece + self.catalyst_ids, self._compact())
             n = len(piece)
             if buffer:
                 buffer.add(np.asarray(piece), out.k_new[:, :, :n], out.v_new[:, :, :n])
             self._place(start, n, out, catalyst_rows=slice(n, n + len(self.catalyst_ids)))
+            if (
+                buffer
+                and start + n < len(ids)
+                and (start + n) // self.checkpoint_tokens > start // self.checkpoint_tokens
+            ):
+                self._checkpoint(buffer, start + n, digest)
             if progress:
                 progress(start + n, len(ids))
         self.document_ids = list(ids)
         if buffer and self.store:
             buffer.flush()
-            state = {
-                name: getattr(self.pot, name) for name in ("k", "v", "positions", "mask", "kind", "token")
-            }
+            state = {name: getattr(self.pot, name) for name in POT_ARRAYS}
             self.store.finish(
-                {**state, "document_ids": np.asarray(ids, dtype=np.int32)}, {"policy": self.policy.name}
+                {**state, "document_ids": np.asarray(ids, dtype=np.int32)},
+                {"policy": self.policy.name, "document_sha256": digest},
             )
             self.index = SpanIndex(self.store.reps)
         return len(ids)
+
+    def _reopen_finished(self, store: str | Path, digest: str) -> bool:
+        """If `store` already holds this very document, finished, with this bundle: reopen it."""
+        try:
+            info = SpanStore.open(store, fingerprint=bundle_fingerprint(self.bundle)).info
+        except StoreError:
+            return False
+        if not (info.get("complete") and info.get("document_sha256") == digest):
+            return False
+        return info.get("policy") == self.policy.name and self.open_document(store) > 0
+
+    def _open_store(self, store: str | Path | None, digest: str, resume: bool) -> tuple[SpanBuffer, int]:
+        """The L2 store to ingest into and the token to start at: an interrupted ingest of the same
+        document resumes from its checkpoint; anything else starts a new store."""
+        if self.store:
+            self.store.close()
+        if resume and store is not None and (Path(store) / "store.json").is_file():
+            try:
+                opened = SpanStore.open(store, fingerprint=bundle_fingerprint(self.bundle), writable=True)
+            except StoreError:
+                opened = None  # another model's or a damaged store: start again
+            saved = opened.load_checkpoint() if opened else None
+            if opened and saved and self._restore(opened, *saved, digest=digest):
+                self.store = opened
+                buffer = SpanBuffer(opened, self.probe_layers)
+                arrays, info = saved
+                buffer.tokens[...], buffer.k[...], buffer.v[...] = (arrays[f"span_{n}"] for n in "tkv")
+                buffer.fill, buffer.start = info["fill"], info["span_start"]
+                return buffer, int(info["next_token"])
+            if opened:
+                opened.close()
+        self.store = self._new_store(store)
+        return SpanBuffer(self.store, self.probe_layers), 0
+
+    def _restore(
+        self, opened: SpanStore, arrays: dict[str, np.ndarray], info: dict[str, Any], digest: str
+    ) -> bool:
+        """Put a checkpoint's pot back (in place) if it belongs to this document, policy and pot."""
+        if info.get("document_sha256") != digest or info.get("policy") != self.policy.name:
+            return False
+        if arrays["k"].shape != self.pot.k.shape or arrays["span_k"].shape != opened.meta.kv_shape:
+            return False
+        for name in POT_ARRAYS:
+            getattr(self.pot, name)[...] = arrays[name]
+        opened.truncate(int(info["spans"]))
+        return True
+
+    def _checkpoint(self, buffer: SpanBuffer, next_token: int, digest: str) -> None:
+        assert self.store is not None
+        state = {name: getattr(self.pot, name) for name in POT_ARRAYS}
+        state.update(span_t=buffer.tokens, span_k=buffer.k, span_v=buffer.v)
+        info = {
+            "next_token": next_token,
+            "fill": buffer.fill,
+            "span_start": buffer.start,
+            "document_sha256": digest,
+            "policy": self.policy.name,
+        }
+        self.store.checkpoint(state, info)
 
     def _store_meta(self) -> StoreMeta:
         g = self.geometry
@@ -219,14 +313,11 @@ class Session:
             codec=self.codec,
         )
 
-    def _create_store(self, store: str | Path | None) -> SpanBuffer:
+    def _new_store(self, store: str | Path | None) -> SpanStore:
         if store is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="acre-l2-")
             store = self._tempdir.name
-        if self.store:
-            self.store.close()
-        self.store = SpanStore.create(store, self._store_meta())
-        return SpanBuffer(self.store, self.probe_layers)
+        return SpanStore.create(store, self._store_meta())
 
     def open_document(self, store: str | Path) -> int:
         """Reopen a document ingested earlier (by any process) with this bundle; no re-ingest."""
@@ -238,7 +329,7 @@ class Session:
         state = opened.load_pot()
         if state["k"].shape != self.pot.k.shape or opened.info.get("policy") != self.policy.name:
             raise InputError(f"{store}: ingested with another pot layout or policy; ingest it again")
-        for name in ("k", "v", "positions", "mask", "kind", "token"):
+        for name in POT_ARRAYS:
             getattr(self.pot, name)[...] = state[name]  # in place: the pot is never reallocated
         if self.store:
             self.store.close()
