@@ -1,6 +1,6 @@
 #!/bin/sh
 # The JVM core's tests: compile src/main and src/test with javac --release 17 into build/ and run
-# every *Test class with JUnit 4 against the shared vectors in tests/vectors/. Run from anywhere.
+# every *Test class with JUnit 4 (JUnitCore, via RunTests: it also names skipped tests) against the shared vectors in tests/vectors/. Run from anywhere.
 # Needs a JDK 17 and the Debian packages libgoogle-gson-java and junit4 (installed if missing).
 set -eu
 
@@ -39,4 +39,4 @@ cp -r "$HERE/src/test/resources/." "$BUILD/test/"
 CLASSES=$(cd "$HERE/src/test/java" && find . -name '*Test.java' | sed 's|^\./||; s|\.java$||; s|/|.|g' | sort)
 # shellcheck disable=SC2086  # one class name per word
 exec java -Dacre.vectors="$REPO/tests/vectors" -cp "$BUILD/main:$BUILD/test:$GSON:$JUNIT:$HAMCREST" \
-    org.junit.runner.JUnitCore $CLASSES
+    org.acre.core.RunTests $CLASSES
