@@ -52,6 +52,10 @@ def test_run_streams_an_answer_and_prints_the_memory_profile(tiny_bundle, tmp_pa
         ]
     )
     assert code == 0 and "no re-ingest" in capsys.readouterr().err
+    # the same text given again finds it already there
+    args = ["run", str(tiny_bundle), "--engine", "onnx", "--store", str(tmp_path / "s")]
+    code = acre_main([*args, "--context", str(tmp_path / "doc.txt"), "--question", "Key?"])
+    assert code == 0 and "already holds this document" in capsys.readouterr().err
 
 
 def test_profile_reports_pot_index_l2_and_rss_as_json(tiny_bundle, capsys):

@@ -45,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
         n = session.ingest(text, store=args.store, progress=progress)
         bar.close()
+        if session.resumed_from == n:
+            print(f"{args.store} already holds this document: reopened, no re-ingest", file=sys.stderr)
+        elif session.resumed_from:
+            print(f"resumed an interrupted ingest at token {session.resumed_from:,}", file=sys.stderr)
     print(f"Q: {args.question}\nA: ", end="", flush=True)
     started, first = time.perf_counter(), None
     for piece in session.ask(
@@ -84,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--policy", default="acre", choices=list(POLICIES))
     p = sub.add_parser("run", parents=[common], help="ingest a document and answer a question about it")
     p.add_argument("--context", type=Path, help="UTF-8 text file with the document")
-    p.add_argument("--store", type=Path, help="directory for the document's L2; reopened if it exists")
+    p.add_argument(
+        "--store",
+        type=Path,
+        help="directory for the document's L2: reopened if it holds this document, resumed if its "
+        "ingest was interrupted",
+    )
     p.add_argument("--question", required=True)
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
