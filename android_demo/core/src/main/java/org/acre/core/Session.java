@@ -392,17 +392,20 @@ public final class Session implements Closeable {
             float scale = (float) (1 / (Math.sqrt(norm) + 1e-12));
             for (int j = 0; j < width; j++) vecs[i][j] *= scale;
         }
+        double[] best = new double[pool.length];  // highest cosine similarity to any other entry
+        Arrays.fill(best, -1);
+        for (int i = 0; i < pool.length; i++) {
+            for (int j = i + 1; j < pool.length; j++) {  // each pair once: the matrix is symmetric
+                float dot = 0;
+                for (int x = 0; x < width; x++) dot += vecs[i][x] * vecs[j][x];
+                best[i] = Math.max(best[i], dot);
+                best[j] = Math.max(best[j], dot);
+            }
+        }
         double w = policy.noveltyWeight();
         double[] importance = new double[pool.length];
         for (int i = 0; i < pool.length; i++) {
-            double best = -1;
-            for (int j = 0; j < pool.length && pool.length > 1; j++) {
-                if (i == j) continue;
-                double dot = 0;
-                for (int x = 0; x < width; x++) dot += vecs[i][x] * vecs[j][x];
-                best = Math.max(best, dot);
-            }
-            double novelty = pool.length > 1 ? Math.min(1, Math.max(0, 1 - best)) : 1;
+            double novelty = pool.length > 1 ? Math.min(1, Math.max(0, 1 - best[i])) : 1;
             importance[i] = (1 - w) * attention[pool[i]] / top + w * novelty;
         }
         Integer[] order = new Integer[pool.length];
