@@ -62,6 +62,17 @@ public final class Pot {
         slots: [Int], k source: [Float], v sourceV: [Float], rows: [Int], width: Int,
         positions rowPositions: [Int]? = nil, kind slotKind: SlotKind, tokens: [Int]? = nil
     ) {
+        writeKV(slots: slots, k: source, v: sourceV, rows: rows, width: width)
+        for (i, slot) in slots.enumerated() {
+            positions[slot] = rowPositions?[i] ?? 0
+            mask[slot] = true
+            kind[slot] = slotKind
+            token[slot] = tokens?[i] ?? -1
+        }
+    }
+
+    /// Only the K and V of slots (their kind, token, position and mask stay as they are).
+    public func writeKV(slots: [Int], k source: [Float], v sourceV: [Float], rows: [Int], width: Int) {
         precondition(slots.count == rows.count, "one source row per slot")
         for layer in 0..<layers {
             for head in 0..<kvHeads {
@@ -75,12 +86,6 @@ public final class Pot {
                     }
                 }
             }
-        }
-        for (i, slot) in slots.enumerated() {
-            positions[slot] = rowPositions?[i] ?? 0
-            mask[slot] = true
-            kind[slot] = slotKind
-            token[slot] = tokens?[i] ?? -1
         }
     }
 

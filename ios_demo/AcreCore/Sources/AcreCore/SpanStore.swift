@@ -1,7 +1,7 @@
 import Foundation
 
 /// One span read back from L2: K/V [L, Hkv, n, D] float32, flattened row-major.
-public struct Span {
+public struct StoredSpan {
     public let index: Int
     public let start: Int  // document index of its first token
     public let tokens: [Int32]
@@ -225,7 +225,7 @@ public final class SpanStore {
 
     // MARK: - read
 
-    public func read(_ span: Int) throws -> Span {
+    public func read(_ span: Int) throws -> StoredSpan {
         try checkExists(span)
         let raw = try record(span)
         let header = SpanHeader(raw)
@@ -236,7 +236,7 @@ public final class SpanStore {
         let tokens = (0..<n).map { ByteIO.i32(raw, meta.tokensOffset + 4 * $0) }
         let k = KVCodec.decode(raw, meta: meta, offset: meta.kOffset, scaleOffset: meta.kScaleOffset, rows: n)
         let v = KVCodec.decode(raw, meta: meta, offset: meta.vOffset, scaleOffset: meta.vScaleOffset, rows: n)
-        return Span(index: span, start: Int(header.start), tokens: tokens, k: k, v: v)
+        return StoredSpan(index: span, start: Int(header.start), tokens: tokens, k: k, v: v)
     }
 
     /// (first token index, token ids) of a span, reading only the header and the ids, checked by
