@@ -17,6 +17,7 @@ from acre.bundle import TOKENIZER_DIR, file_entries, write_manifest
 from acre.errors import InputError
 from acre.exporter.calibrate import find_retrieval_heads
 from acre.exporter.checkpoint import Checkpoint, load_checkpoint
+from acre.exporter.coreml import export_coreml
 from acre.exporter.programs import export_executorch, export_onnx
 from acre.geometry import Geometry
 from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
@@ -25,6 +26,7 @@ from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
 TARGETS = {
     "android": ("executorch", export_executorch, "model.pte"),
     "onnx": ("onnx", export_onnx, "model.onnx"),
+    "ios": ("coreml", export_coreml, "model.mlpackage"),
 }
 log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 128
