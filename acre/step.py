@@ -10,7 +10,8 @@ policies need, and never stores anything between calls.
 Inputs (C = chunk length, P = pot capacity):
     tokens[C] int64, positions[C] int64       the chunk; padding rows may follow the real ones
     pot_k[L,Hkv,P,D], pot_v[L,Hkv,P,D]        un-rotated keys and values of the pot slots
-    pot_positions[P] int64, pot_mask[P] bool   position shown to the model, and slot validity
+    pot_positions[P] int64, pot_mask[P] uint8  position shown to the model, and slot validity (1 = valid;
+                                                  uint8, not bool: ExecuTorch's Java API has no bool tensors)
     last_index[1] int64                       which chunk row's logits to return
 Outputs:
     logits[vocab]                             next-token logits of row `last_index`
@@ -180,6 +181,7 @@ class StepModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """All rows: normed hidden states [C, hidden] plus k_new, v_new, pot_attention, q_probe."""
         c = tokens.shape[0]
+        pot_mask = pot_mask.to(torch.bool)
         rope_chunk, rope_pot = self._rope(positions), self._rope(pot_positions)
         idx = torch.arange(c, device=tokens.device)
         causal = idx.unsqueeze(0) <= idx.unsqueeze(1)  # [C, C] row sees columns up to itself
@@ -229,7 +231,7 @@ class StepModel(nn.Module):
             torch.zeros(g.layers, g.kv_heads, pot, g.head_dim, dtype=self.kv_dtype),
             torch.zeros(g.layers, g.kv_heads, pot, g.head_dim, dtype=self.kv_dtype),
             torch.zeros(pot, dtype=torch.long),
-            torch.zeros(pot, dtype=torch.bool),
+            torch.zeros(pot, dtype=torch.uint8),
             torch.zeros(1, dtype=torch.long),
         )
 

@@ -174,3 +174,52 @@ def test_each_ablation_changes_only_its_part_and_still_answers(lexical_bundle, s
     answer = list(s.generate(NEEDLE, max_new_tokens=3))
     assert answer and s.last.spans
     assert getattr(s.policy, next(iter(switch))) == next(iter(switch.values()))
+
+
+class ReencodeRecorder:
+    """Remembers, for every step, the positions of the visible pot slots and of the chunk rows."""
+
+    def __init__(self, engine):
+        self.engine, self.name, self.calls = engine, engine.name, []
+
+    def step(self, inputs):
+        self.calls.append((inputs.pot_positions[inputs.pot_mask].copy(), inputs.positions.copy()))
+        return self.engine.step(inputs)
+
+
+def test_re_encoding_shows_each_refilled_token_once_at_its_own_place_and_never_the_question(session):
+    session.ingest_ids(document(2000, 0.5))
+    recorder = ReencodeRecorder(session.engine)
+    session.engine = recorder
+    question = NEEDLE + [5, 6]
+    list(session.generate(question, max_new_tokens=1))
+    refilled = len(session.slots_of(SlotKind.REFILL))
+    assert refilled > 2 * session.chunk  # the refill takes several re-encoding steps
+    first_prefill = -(-len(question) // session.chunk)
+    reencode = recorder.calls[first_prefill : first_prefill + -(-refilled // session.chunk)]
+    for visible, rows in reencode:
+        # every entry it sees sits before the rows, each at a position of its own: no stale
+        # position 0 for earlier parts of the refill, no question tokens
+        assert len(np.unique(visible)) == len(visible)
+        assert visible.max() < rows.min()
+
+
+def test_lexical_scores_are_bm25_over_span_token_ids():
+    from acre.runtime.lexical import K1, B, LexicalIndex
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, 300).tolist()
+    index = LexicalIndex(ids, 64)
+    query = [3, 7, 7, 49, 1000]  # repeats count once; a token the document lacks adds nothing
+    spans = [ids[i : i + 64] for i in range(0, 300, 64)]
+    mean = np.mean([len(s) for s in spans])
+    want = np.zeros(len(spans))
+    for t in (3, 7, 49):
+        df = sum(t in s for s in spans)
+        idf = np.log((len(spans) - df + 0.5) / (df + 0.5) + 1)
+        for j, s in enumerate(spans):
+            tf = s.count(t)
+            want[j] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(s) / mean))
+    assert np.allclose(index.scores(query), want)
+    ids[130:133] = [777, 778, 779]  # a rare sequence in span 2
+    assert int(np.argmax(LexicalIndex(ids, 64).scores([777, 779, 3]))) == 2

@@ -27,11 +27,14 @@ class StepInputs:
     pot_k: np.ndarray  # [L, Hkv, P, D]
     pot_v: np.ndarray
     pot_positions: np.ndarray  # [P] int64
-    pot_mask: np.ndarray  # [P] bool
+    pot_mask: np.ndarray  # [P] bool (the programs take it as uint8)
     last_index: np.ndarray  # [1] int64
 
     def as_tuple(self) -> tuple[np.ndarray, ...]:
-        return tuple(getattr(self, name) for name in INPUT_NAMES)
+        values = [getattr(self, name) for name in INPUT_NAMES]
+        mask = INPUT_NAMES.index("pot_mask")
+        values[mask] = values[mask].view(np.uint8)  # same bytes, no copy
+        return tuple(values)
 
 
 @dataclass
@@ -120,6 +123,9 @@ class ExecuTorchEngine:
             }
         except Exception as exc:  # the runtime raises RuntimeError/ValueError with codes
             raise BundleError(f"{path}: ExecuTorch cannot load the program ({exc})") from exc
+        mask_dtype = self.methods["decode"].metadata.input_tensor_meta(INPUT_NAMES.index("pot_mask")).dtype()
+        if mask_dtype != 0:  # ScalarType Byte; bundles exported before acre 0.1 took a bool mask
+            raise BundleError(f"{path}: pot_mask is not uint8 in this program; re-export the bundle")
         check_input_shapes(bundle, "prefill", bundle.chunk, shapes["prefill"])
         check_input_shapes(bundle, "decode", 1, shapes["decode"])
         self.chunk = bundle.chunk

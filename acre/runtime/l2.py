@@ -432,12 +432,13 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 class SpanBuffer:
     """Collects a stream of token K/V into spans of S tokens and appends each full span to the store."""
 
-    def __init__(self, store: SpanStore, probe_layers: list[int]) -> None:
+    def __init__(self, store: SpanStore, probe_layers: list[int], sink_tokens: int = 0) -> None:
         from acre.runtime.span_index import representatives
 
         self._representatives = representatives
         self.store = store
         self.probe_layers = probe_layers
+        self.sink_tokens = sink_tokens
         meta = store.meta
         self.tokens = np.zeros(meta.span_tokens, dtype=np.int32)
         self.k = np.zeros(meta.kv_shape, dtype=np.float32)
@@ -462,7 +463,10 @@ class SpanBuffer:
             return
         n = self.fill
         k = self.k[:, :, :n]
-        reps = self._representatives(k[self.probe_layers], self.store.meta.reps)
+        # The sinks stay in the pot for good, and their keys (large norms, matched by every query)
+        # would make their span win every search: they are left out of its representatives.
+        skip = min(max(self.sink_tokens - self.start, 0), n - 1)
+        reps = self._representatives(k[self.probe_layers][:, :, skip:], self.store.meta.reps)
         self.store.append_span(self.start, self.tokens[:n], k, self.v[:, :, :n], reps)
         self.start += n
         self.fill = 0

@@ -7,8 +7,8 @@
 
 The ablation switches turn off one part of acre's span scoring at a time: (a) attention on the
 spans' L1 entries, (b) the span index, the ActQKV probe queries (then the question's last token
-probes alone), and the tree (then every span is scored flat); `refill_mode` and `neighbors` change
-how chosen spans come back.
+probes alone), the tree (then every span is scored flat), and (c) lexical BM25 over token ids;
+`refill_mode` and `neighbors` change how chosen spans come back.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Policy:
     use_index: bool = True  # (b) probe queries against the span index
     use_probes: bool = True  # ActQKV probe-query selection by activation bias
     use_tree: bool = True  # top-down tree search (else score every span)
+    use_lexical: bool = True  # (c) BM25 of the question's token ids against each span's
     novelty_weight: float = 0.2  # CCD: importance = (1 - w) * catalyst attention + w * novelty
     mass: float = 0.9  # dynamic cut: refill the fewest spans holding this share of the span scores
     min_spans: int = 2
@@ -47,7 +48,7 @@ POLICIES = {
     "infinipot": Policy("infinipot", l1=True),
     "acre": Policy("acre", l1=True, refill=True),
 }
-SWITCHES = ("use_attention", "use_index", "use_probes", "use_tree", "refill_mode", "neighbors")
+SWITCHES = ("use_attention", "use_index", "use_probes", "use_tree", "use_lexical", "refill_mode", "neighbors")
 
 
 def make_policy(name: str, **switches: bool | str | int) -> Policy:
@@ -59,8 +60,10 @@ def make_policy(name: str, **switches: bool | str | int) -> Policy:
     policy = replace(POLICIES[name], **switches)
     if policy.refill_mode not in ("reencode", "reuse"):
         raise InputError(f"refill_mode must be reencode or reuse, not {policy.refill_mode!r}")
-    if policy.refill and not (policy.use_attention or policy.use_index):
-        raise InputError("acre needs at least one of use_attention and use_index to choose spans")
+    if policy.refill and not (policy.use_attention or policy.use_index or policy.use_lexical):
+        raise InputError(
+            "acre needs at least one of use_attention, use_index and use_lexical to choose spans"
+        )
     return policy
 
 

@@ -10,27 +10,38 @@ from __future__ import annotations
 import numpy as np
 
 
-def combine_scores(attention: np.ndarray | None, index_z: np.ndarray | None) -> np.ndarray:
+def _normalised(x: np.ndarray | None) -> np.ndarray | None:
+    if x is None:
+        return None
+    x = np.asarray(x, dtype=np.float64)
+    total = float(np.cumsum(x)[-1]) if len(x) else 0.0
+    return x / total if total > 0 else x
+
+
+def combine_scores(
+    attention: np.ndarray | None, index_z: np.ndarray | None, lexical: np.ndarray | None = None
+) -> np.ndarray:
     """One score per span from (a) the question's attention mass on each span's L1 entries,
-    normalised to sum 1, and (b) the span index's standardised scores (-inf where the tree search
-    did not reach), as a softmax; their mean."""
+    normalised to sum 1, (b) the span index's standardised scores (-inf where the tree search
+    did not reach), as a softmax, and (c) lexical BM25 scores, normalised to sum 1; their mean."""
     parts = []
     if attention is not None:
-        a = np.asarray(attention, dtype=np.float64)
-        total = float(np.cumsum(a)[-1]) if len(a) else 0.0
-        parts.append(a / total if total > 0 else a)
+        parts.append(_normalised(attention))
     if index_z is not None:
         z = np.asarray(index_z, dtype=np.float64)
         b = np.exp(z - z.max())
         parts.append(b / float(np.cumsum(b)[-1]))
+    if lexical is not None:
+        parts.append(_normalised(lexical))
     if not parts:
-        raise ValueError("no span scores: need attention, index scores or both")
-    return parts[0] if len(parts) == 1 else (parts[0] + parts[1]) / 2
+        raise ValueError("no span scores: need attention, index or lexical scores")
+    total = parts[0]
+    for part in parts[1:]:  # sequential, in the order (a), (b), (c)
+        total = total + part
+    return total if len(parts) == 1 else total / len(parts)
 
 
-def choose_spans(
-    scores: np.ndarray, budget: int, mass: float, min_spans: int, neighbors: int
-) -> list[int]:
+def choose_spans(scores: np.ndarray, budget: int, mass: float, min_spans: int, neighbors: int) -> list[int]:
     """The spans to refill, in document order.
 
     Dynamic cut-off by score density: rank the spans with a positive score (ties: lower index first),

@@ -29,6 +29,7 @@ from acre.bundle import TOKENIZER_DIR, Bundle
 from acre.errors import InputError
 from acre.runtime.engines import Engine, StepInputs, StepOutputs, open_engine
 from acre.runtime.l2 import SpanBuffer, SpanStore, StoreError, StoreMeta
+from acre.runtime.lexical import LexicalIndex
 from acre.runtime.policies import CATALYST, Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind
 from acre.runtime.sampling import sample
@@ -107,6 +108,9 @@ class Session:
         self.tokenizer = AutoTokenizer.from_pretrained(self.bundle.tokenizer_dir)
         self.prefix, self.suffix = split_chat_template(self.tokenizer)
         self.stop_ids = set(self.bundle.eos_token_ids)
+        # tokens of the chat template: they match the document's template, not its text
+        self.template_ids = set(self.tokenizer.encode(self.prefix + self.suffix, add_special_tokens=False))
+        self.template_ids |= set(self.tokenizer.all_special_ids)
         self.pot = Pot(self.geometry, self.bundle.pot, self.bundle.kv_dtype)
         self.layout = Layout.plan(self.policy, self.pot.capacity, self.chunk, span_tokens)
         self.regions = self._regions()
@@ -120,6 +124,7 @@ class Session:
         ]
         self.store: SpanStore | None = None
         self.index: SpanIndex | None = None
+        self.lexical: LexicalIndex | None = None  # built from the document's ids on first use
         self.document_ids: list[int] = []
         self.prompt_ids: list[int] = []  # the prompt of the last question, as the model saw it in order
         self.last = QuestionStats()
@@ -211,7 +216,7 @@ class Session:
             self.resumed_from = len(ids)
             return len(ids)
         self.pot.clear(np.arange(self.pot.capacity))
-        self.document_ids, self.index = [], None
+        self.document_ids, self.index, self.lexical = [], None, None
         buffer, begin = self._open_store(store, digest, resume) if self.policy.refill else (None, 0)
         self.resumed_from = begin or None
         per_step = self.chunk - len(self.catalyst_ids)
@@ -264,7 +269,7 @@ class Session:
             saved = opened.load_checkpoint() if opened else None
             if opened and saved and self._restore(opened, *saved, digest=digest):
                 self.store = opened
-                buffer = SpanBuffer(opened, self.probe_layers)
+                buffer = SpanBuffer(opened, self.probe_layers, self.layout.sink)
                 arrays, info = saved
                 buffer.tokens[...], buffer.k[...], buffer.v[...] = (arrays[f"span_{n}"] for n in "tkv")
                 buffer.fill, buffer.start = info["fill"], info["span_start"]
@@ -272,7 +277,7 @@ class Session:
             if opened:
                 opened.close()
         self.store = self._new_store(store)
-        return SpanBuffer(self.store, self.probe_layers), 0
+        return SpanBuffer(self.store, self.probe_layers, self.layout.sink), 0
 
     def _restore(
         self, opened: SpanStore, arrays: dict[str, np.ndarray], info: dict[str, Any], digest: str
@@ -333,7 +338,7 @@ class Session:
             getattr(self.pot, name)[...] = state[name]  # in place: the pot is never reallocated
         if self.store:
             self.store.close()
-        self.store, self.index = opened, SpanIndex(opened.reps)
+        self.store, self.index, self.lexical = opened, SpanIndex(opened.reps), None
         self.document_ids = state["document_ids"].tolist()
         return len(self.document_ids)
 
@@ -424,9 +429,10 @@ class Session:
         logits, (attention, queries) = self._prefill(question_ids)
         if self.policy.refill and self.store and self.store.span_count:
             read_before = self.store.bytes_read
-            self._refill(self._select_spans(attention, queries))
+            spans = self._select_spans(attention, queries, question_ids)
+            self.pot.clear(self.slots_of(SlotKind.QUESTION))  # refilled spans must not see the question
+            self._refill(spans)
             self.last.bytes_read = self.store.bytes_read - read_before
-            self.pot.clear(self.slots_of(SlotKind.QUESTION))
             self._compact()
             logits, _ = self._prefill(question_ids)
         doc = self.slots_of(*DOCUMENT_KINDS)
@@ -449,9 +455,10 @@ class Session:
         self.pot.mask[stored] = True
         self._compact()
 
-    def _select_spans(self, attention: np.ndarray, queries: np.ndarray) -> list[int]:
-        """Score spans by (a) question attention on their L1 entries and (b) probe queries against
-        the span index; keep the best ones by a dynamic cut-off, in document order."""
+    def _select_spans(self, attention: np.ndarray, queries: np.ndarray, question_ids: list[int]) -> list[int]:
+        """Score spans by (a) question attention on their L1 entries, (b) probe queries against the
+        span index and (c) BM25 of the question's token ids; keep the best ones by a dynamic
+        cut-off, in document order."""
         assert self.store is not None
         policy, n_spans, s = self.policy, self.store.span_count, self.span_tokens
         attention_mass = index_z = None
@@ -463,8 +470,15 @@ class Session:
             if self.index is None:
                 self.index = SpanIndex(self.store.reps)
             probes = select_probe_queries(queries) if policy.use_probes else queries[:, :, -1:]
+            # mean, not sum, of the heads' standardised scores: a softmax over sums is one-hot
             index_z = self.index.scores(probes, self.retrieval_heads, tree=policy.use_tree)
-        scores = combine_scores(attention_mass, index_z)
+            index_z = index_z / len(self.retrieval_heads)
+        lexical = None
+        if policy.use_lexical:
+            if self.lexical is None:
+                self.lexical = LexicalIndex(self.document_ids, s)
+            lexical = self.lexical.scores([t for t in question_ids if t not in self.template_ids])
+        scores = combine_scores(attention_mass, index_z, lexical)
         resident = self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)]
         for span in np.unique(resident // s):  # spans wholly in the pot need no refill
             length = self.store.lengths[span]
@@ -513,6 +527,7 @@ class Session:
             out = self._step([self.document_ids[t] for t in self.pot.token[part]], position)
             self.pot.k[:, :, part] = out.k_new[:, :, : len(part)]
             self.pot.v[:, :, part] = out.v_new[:, :, : len(part)]
+            self.pot.positions[part] = np.arange(position, position + len(part))  # seen so by later parts
             self.pot.mask[part] = True
             position += len(part)
         self.pot.mask[later] = True

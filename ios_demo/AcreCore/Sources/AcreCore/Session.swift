@@ -361,9 +361,10 @@ public final class Session {
         var logits = first.logits
         if policy.refill, let store, store.spanCount > 0 {
             let readBefore = store.bytesRead
-            try refill(selectSpans(attention: first.attention, queries: first.queries))
+            let spans = try selectSpans(attention: first.attention, queries: first.queries)
+            pot.clear(slotsOf(.question))  // refilled spans must not see the question
+            try refill(spans)
             last.bytesRead = store.bytesRead - readBefore
-            pot.clear(slotsOf(.question))
             compact()
             logits = try prefill(questionIds).logits
         }
@@ -499,7 +500,10 @@ public final class Session {
             let part = Array(slots[done..<Swift.min(done + chunk, slots.count)])
             let out = try step(part.map { documentIds[pot.token[$0]] }, start: position)
             pot.writeKV(slots: part, k: out.kNew, v: out.vNew, rows: Array(0..<part.count), width: out.rows)
-            for slot in part { pot.mask[slot] = true }
+            for (i, slot) in part.enumerated() {
+                pot.positions[slot] = position + i  // later parts see these entries at their place
+                pot.mask[slot] = true
+            }
             position += part.count
             done += part.count
         }

@@ -452,9 +452,10 @@ public final class Session implements Closeable {
         float[] logits = first.logits;
         if (policy.refill() && store != null && store.spanCount() > 0) {
             long before = store.bytesRead();
-            refill(selectSpans(first.attention, first.queries, first.tokens));
+            List<Integer> spans = selectSpans(first.attention, first.queries, first.tokens);
+            for (int s : slotsOf(SlotKind.QUESTION)) pot.clear(s);  // refilled spans must not see the question
+            refill(spans);
             last.bytesRead = store.bytesRead() - before;
-            for (int s : slotsOf(SlotKind.QUESTION)) pot.clear(s);
             compact();
             logits = prefill(questionIds).logits;
         }
@@ -596,6 +597,7 @@ public final class Session implements Closeable {
                         }
                     }
                 }
+                pot.positions.put(part[i], position + i);  // later parts see these entries at their place
                 pot.setValid(part[i], true);
             }
             position += part.length;
