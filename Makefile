@@ -19,4 +19,5 @@ lint: setup
 	$(VENV)/ruff check acre tests scripts benchmarks
 
 test: lint
+	android_demo/core/test.sh
 	$(VENV)/python -m pytest -q

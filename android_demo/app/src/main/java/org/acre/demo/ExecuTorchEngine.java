@@ -18,9 +18,8 @@ import org.pytorch.executorch.Tensor;
  * <p>The pot inputs are Tensors over the pot's own direct buffers, made once: ExecuTorch reads
  * whatever the buffers hold when a method runs, so the pot is never copied per step.
  *
- * <p>pot_mask: the ExecuTorch Java API has no bool tensors, so the mask goes in as uint8. A program
- * exported with a bool pot_mask refuses that input ("unexpected scalar type"); the step program then
- * has to take a uint8 mask (see android_demo/README.md).
+ * <p>pot_mask: the ExecuTorch Java API has no bool tensors, so the step program takes the mask as
+ * uint8 (1 = valid) and casts it in the graph (see docs/bundle.md).
  */
 final class ExecuTorchEngine implements StepEngine {
     private final Module module;
