@@ -1,0 +1,46 @@
+"""The benchmark harness on a tiny model and short documents, so it cannot silently break.
+(The real runs are benchmarks/*.sh; they stay out of CI.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.tasks import passkey
+from tests.conftest import make_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_harness_runs_a_grid_and_the_report_renders_it(tiny_bundle, tmp_path):
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable, "-m", "benchmarks", "--bundle", str(tiny_bundle), "--engine", "onnx",
+        "--tasks", "passkey", "--policies", "acre", "streaming", "--lengths", "400", "--depths", "0.5",
+        "--name", "bicache", "--out-dir", str(results),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in (results / "bicache.jsonl").read_text().splitlines()]
+    header, cases = lines[0]["run"], lines[1:]
+    assert header["config"]["policies"] == ["acre", "streaming"] and header["machine"]["cpus"]
+    assert sorted(c["policy"] for c in cases) == ["acre", "streaming"]
+    for c in cases:
+        assert isinstance(c["correct"], bool) and c["document_tokens"] > 300
+        assert c["ingest_tok_s"] > 0 and c["peak_rss_bytes"] > 0 and c["pot_slots"] == 256
+    acre = next(c for c in cases if c["policy"] == "acre")
+    assert acre["spans"] and acre["l2_disk_bytes"] > 0
+    page = report.main(results, tmp_path / "docs").read_text()
+    assert "| acre | " in page and "| streaming | " in page
+    assert (tmp_path / "docs" / "plots" / "passkey_heatmap.png").stat().st_size > 1000
+
+
+def test_the_pass_key_task_hides_the_key_at_the_depth_and_scores_replies():
+    tokenizer = make_tokenizer()
+    case = passkey(tokenizer, 300, 0.5, seed=1)
+    at = case.document.index(case.answer) / len(case.document)
+    assert 0.35 < at < 0.65 and case.correct(f"The pass key is {case.answer}.")
+    assert not case.correct("The pass key is 12345.") or case.answer == "12345"
