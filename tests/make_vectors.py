@@ -24,6 +24,7 @@ from acre.bundle import write_manifest
 from acre.errors import InputError
 from acre.geometry import Geometry
 from acre.runtime.l2 import SpanStore, StoreError, StoreMeta
+from acre.runtime.lexical import LexicalIndex
 from acre.runtime.policies import Layout, make_policy
 from acre.runtime.selection import choose_spans, combine_scores, refill_placement
 from acre.runtime.span_index import SpanIndex, representatives
@@ -281,6 +282,23 @@ def selection_cases(rng: np.random.Generator) -> list[dict[str, Any]]:
                     "chosen": chosen,
                 }
             )
+    for n, budget in ((20, 6), (50, 12)):  # with (c), the lexical scores
+        attention, z, lexical = rng.random(n) ** 4, rng.normal(size=n), rng.random(n) ** 3
+        lexical[rng.random(n) < 0.5] = 0.0
+        scores = combine_scores(attention, z, lexical)
+        cases.append(
+            {
+                "attention": _floats(attention),
+                "index_z": _floats(z),
+                "lexical": _floats(lexical),
+                "scores": _floats(scores),
+                "budget": budget,
+                "mass": 0.9,
+                "min_spans": 2,
+                "neighbors": 1,
+                "chosen": choose_spans(scores, budget, 0.9, 2, 1),
+            }
+        )
     cases.append(
         {
             "attention": [0.0] * 5,
@@ -319,6 +337,24 @@ def placement_cases() -> list[dict[str, Any]]:
     return cases
 
 
+def lexical_cases(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """BM25 span scores (acre/runtime/lexical.py): float64, compared within 1e-12."""
+    cases = []
+    for n, span, vocab in ((300, 64, 40), (1000, 64, 400), (130, 16, 20)):
+        ids = rng.integers(0, vocab, n)
+        query = [*rng.integers(0, vocab, 6).tolist(), vocab + 5]  # one token the document lacks
+        cases.append(
+            {
+                "document_ids": ids.tolist(),
+                "span_tokens": span,
+                "query_ids": query,
+                "scores": _floats(LexicalIndex(ids, span).scores(query)),
+                "tolerance": 1e-12,
+            }
+        )
+    return cases
+
+
 def index_case(rng: np.random.Generator) -> dict[str, Any]:
     """The span index's tree search: which spans it reaches and their scores (float32 dot products,
     compared with a tolerance; the reached set must match exactly)."""
@@ -347,9 +383,12 @@ def index_case(rng: np.random.Generator) -> dict[str, Any]:
 
 def write_vectors(out: Path) -> None:
     rng = np.random.default_rng(SEED)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.iterdir():  # everything but the hand-written README is regenerated
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.name != "README.md":
+            old.unlink()
     good = write_bundle(out / "bundle")
     _dump(out / "bad_manifests.json", bad_manifests(good))
     stores = [write_store(out / f"l2_{codec}", codec, rng) for codec in ("float16", "int8")]
@@ -362,6 +401,7 @@ def write_vectors(out: Path) -> None:
             "choose_spans": selection_cases(rng),
             "refill_placement": placement_cases(),
             "span_index": index_case(rng),
+            "lexical": lexical_cases(rng),
         },
     )
 

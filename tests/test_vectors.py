@@ -14,6 +14,7 @@ import pytest
 from acre.bundle import Bundle
 from acre.errors import BundleError
 from acre.runtime.l2 import SpanStore
+from acre.runtime.lexical import LexicalIndex
 from acre.runtime.policies import Layout, make_policy
 from acre.runtime.selection import choose_spans, combine_scores, refill_placement
 from tests.make_vectors import VECTORS, write_vectors
@@ -79,12 +80,16 @@ def test_selection_vectors_hold():
         scores = combine_scores(
             None if case["attention"] is None else np.array(case["attention"]),
             None if z is None else np.array(z),
+            None if case.get("lexical") is None else np.array(case["lexical"]),
         )
         assert scores.tolist() == case["scores"]
         assert (
             choose_spans(scores, case["budget"], case["mass"], case["min_spans"], case["neighbors"])
             == case["chosen"]
         )
+    for case in data["lexical"]:
+        got = LexicalIndex(case["document_ids"], case["span_tokens"]).scores(case["query_ids"])
+        assert np.allclose(got, case["scores"], rtol=0, atol=case["tolerance"])
     for case in data["refill_placement"]:
         slots, tokens = refill_placement(
             case["spans"],

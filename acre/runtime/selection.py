@@ -7,7 +7,22 @@ Scores are float64; sums are sequential, in the order stated, so a port gets the
 
 from __future__ import annotations
 
+from decimal import Decimal, localcontext
+
 import numpy as np
+
+
+def exact_exp(x: np.ndarray) -> np.ndarray:
+    """exp, correctly rounded: the one definition every port can meet bit for bit.
+
+    numpy's exp differs by an ulp between machines (its SIMD paths), so the vectors would depend on
+    the CPU that wrote them. 40 digits leave no double-rounding for doubles in the softmax's range."""
+    out = np.empty(len(x))
+    with localcontext() as ctx:
+        ctx.prec = 40
+        for i, v in enumerate(np.asarray(x, dtype=np.float64).tolist()):
+            out[i] = 0.0 if v == float("-inf") else float(Decimal(v).exp())
+    return out
 
 
 def _normalised(x: np.ndarray | None) -> np.ndarray | None:
@@ -29,7 +44,7 @@ def combine_scores(
         parts.append(_normalised(attention))
     if index_z is not None:
         z = np.asarray(index_z, dtype=np.float64)
-        b = np.exp(z - z.max())
+        b = exact_exp(z - z.max())
         parts.append(b / float(np.cumsum(b)[-1]))
     if lexical is not None:
         parts.append(_normalised(lexical))
