@@ -83,11 +83,14 @@ def tiny_checkpoint(tiny_checkpoint_dir):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_checkpoint_dir, tmp_path_factory) -> Path:
-    """A bundle with every target (ExecuTorch and ONNX): built once, read-only for tests."""
+    """A bundle with every target (ExecuTorch and ONNX), fp32 weights so every engine can be held to
+    transformers' answers: built once, read-only for tests."""
     from acre.exporter.export import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    return export_bundle(out, ["android", "onnx"], str(tiny_checkpoint_dir), chunk=TINY_CHUNK, pot=TINY_POT)
+    return export_bundle(
+        out, ["android", "onnx"], str(tiny_checkpoint_dir), chunk=TINY_CHUNK, pot=TINY_POT, quantize="fp32"
+    )
 
 
 @pytest.fixture

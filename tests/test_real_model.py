@@ -33,8 +33,14 @@ def checkpoint():
 def bundle(checkpoint, tmp_path_factory):
     from acre.exporter.export import export_bundle
 
+    # fp32 weights: these tests hold the exported program to transformers' own answers
     return export_bundle(
-        tmp_path_factory.mktemp("real") / "smollm2", ["android"], checkpoint, chunk=64, pot=512
+        tmp_path_factory.mktemp("real") / "smollm2",
+        ["android"],
+        checkpoint,
+        chunk=64,
+        pot=512,
+        quantize="fp32",
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from acre.errors import AcreError
 from acre.exporter.export import DEFAULT_CHUNK, DEFAULT_POT, TARGETS, export_bundle
+from acre.exporter.quantize import DEFAULT_SCHEME, SCHEMES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +25,25 @@ def main(argv: list[str] | None = None) -> int:
         "--pot", type=int, default=None, help=f"pot capacity P in slots (default {DEFAULT_POT})"
     )
     size.add_argument("--budget", help="RAM for the pot (K/V working set), e.g. 48MB: picks P")
+    parser.add_argument(
+        "--quantize",
+        choices=list(SCHEMES),
+        default=None,
+        help=f"ExecuTorch program weights (default {DEFAULT_SCHEME['android']}; fp32 for parity checks)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="acre-export: %(message)s")
     targets = list(TARGETS) if args.target == "all" else [args.target]
     try:
-        out = export_bundle(args.out, targets, args.model, chunk=args.chunk, pot=args.pot, budget=args.budget)
+        out = export_bundle(
+            args.out,
+            targets,
+            args.model,
+            chunk=args.chunk,
+            pot=args.pot,
+            budget=args.budget,
+            quantize=args.quantize,
+        )
     except AcreError as exc:
         print(f"acre-export: error: {exc}", file=sys.stderr)
         return 2

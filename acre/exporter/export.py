@@ -3,6 +3,7 @@ tokenizer and the manifest (last, with every file's checksum)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import time
@@ -19,6 +20,7 @@ from acre.exporter.calibrate import find_retrieval_heads
 from acre.exporter.checkpoint import Checkpoint, load_checkpoint
 from acre.exporter.coreml import export_coreml
 from acre.exporter.programs import export_executorch, export_onnx
+from acre.exporter.quantize import DEFAULT_SCHEME, SCHEMES, quantize_step
 from acre.geometry import Geometry
 from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
 
@@ -53,13 +55,17 @@ def export_bundle(
     pot: int | None = None,
     signal_heads: list[tuple[int, int]] | None = None,
     budget: str | None = None,
+    quantize: str | None = None,
 ) -> Path:
     """Write a bundle to `out`. `budget` (e.g. "48MB") picks the pot size instead of `pot`;
-    `signal_heads` overrides the calibrated retrieval heads."""
+    `signal_heads` overrides the calibrated retrieval heads; `quantize` names the ExecuTorch program's
+    weight scheme (acre.exporter.quantize.SCHEMES; default: what a phone should run)."""
     # No target at all is allowed: such a bundle runs on the eager `torch` engine only (tests, benchmarks).
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise InputError(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
+    if quantize is not None and quantize not in SCHEMES:
+        raise InputError(f"unknown quantization scheme {quantize!r}; choose from {', '.join(SCHEMES)}")
     checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
     if budget is not None:
         pot = slots_for_budget(Geometry.from_hf_config(checkpoint.model.config), parse_bytes(budget))
@@ -82,7 +88,13 @@ def export_bundle(
     for target in targets:
         engine, writer, filename = TARGETS[target]
         started = time.perf_counter()
-        programs[engine] = writer(step, chunk, pot, work / filename)
+        program_step, record = step, None
+        if target in DEFAULT_SCHEME:  # quantized on a copy: the other targets keep their own weights
+            program_step = copy.deepcopy(step)
+            record = quantize_step(program_step, quantize or DEFAULT_SCHEME[target])
+        programs[engine] = writer(program_step, chunk, pot, work / filename)
+        if record is not None:
+            programs[engine]["quantization"] = record
         programs[engine]["export_seconds"] = round(time.perf_counter() - started, 1)
     checkpoint.tokenizer.save_pretrained(work / TOKENIZER_DIR)
     names = [info["file"] for info in programs.values()] + [TOKENIZER_DIR]

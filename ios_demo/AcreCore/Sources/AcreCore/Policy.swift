@@ -19,6 +19,7 @@ public struct Policy: Equatable {
     public var useIndex = true  // probe queries against the span index
     public var useProbes = true  // ActQKV probe-query selection by activation bias
     public var useTree = true  // top-down tree search (else every span is scored)
+    public var useLexical = true  // BM25 of the question's token ids against each span's
     public var noveltyWeight = 0.2  // CCD: importance = (1 - w) * catalyst attention + w * novelty
     public var mass = 0.9  // dynamic cut: the fewest spans holding this share of the scores
     public var minSpans = 2

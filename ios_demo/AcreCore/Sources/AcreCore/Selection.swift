@@ -4,16 +4,12 @@ import Foundation
 /// (acre/runtime/selection.py). Scores are Double; sums run in the order stated, so the results are
 /// the Python runtime's bit for bit.
 public enum Selection {
-    /// One score per span: the question's attention mass on each span's L1 entries normalised to sum 1,
-    /// and the span index's scores (-infinity where the tree search did not reach) as a softmax; the
-    /// mean of the two when both are given.
-    public static func combineScores(attention: [Double]?, indexZ: [Double]?) throws -> [Double] {
+    /// One score per span from (a) the question's attention mass on each span's L1 entries normalised to
+    /// sum 1, (b) the span index's scores (-infinity where the tree search did not reach) as a softmax and
+    /// (c) lexical BM25 scores normalised to sum 1: the mean of the parts given, summed in that order.
+    public static func combineScores(attention: [Double]?, indexZ: [Double]?, lexical: [Double]? = nil) throws -> [Double] {
         var parts: [[Double]] = []
-        if let attention {
-            var total = 0.0
-            for value in attention { total += value }
-            parts.append(total > 0 ? attention.map { $0 / total } : attention)
-        }
+        if let attention { parts.append(normalised(attention)) }
         if let indexZ, !indexZ.isEmpty {
             let top = indexZ.max()!
             let b = indexZ.map { exp($0 - top) }
@@ -23,12 +19,24 @@ public enum Selection {
         } else if indexZ != nil {
             parts.append([])
         }
+        if let lexical { parts.append(normalised(lexical)) }
         guard let first = parts.first else {
-            throw InputError("no span scores: need attention, index scores or both")
+            throw InputError("no span scores: need attention, index or lexical scores")
         }
         if parts.count == 1 { return first }
-        guard parts[0].count == parts[1].count else { throw InputError("attention and index scores differ in length") }
-        return zip(parts[0], parts[1]).map { ($0 + $1) / 2 }
+        guard parts.allSatisfy({ $0.count == first.count }) else { throw InputError("span scores differ in length") }
+        var total = first
+        for part in parts.dropFirst() {  // sequential, in the order (a), (b), (c)
+            for i in total.indices { total[i] += part[i] }
+        }
+        return total.map { $0 / Double(parts.count) }
+    }
+
+    /// x divided by its sequential sum (np.cumsum(x)[-1]) when that sum is positive, else x.
+    static func normalised(_ x: [Double]) -> [Double] {
+        var total = 0.0
+        for value in x { total += value }
+        return total > 0 ? x.map { $0 / total } : x
     }
 
     /// Spans ranked by score, highest first; ties keep the lower index first (numpy's stable argsort of -x).

@@ -45,9 +45,14 @@ public final class Session {
     let regions: [SlotKind: [Int]]
     let catalystIds: [Int]
     let stopIds: Set<Int>
+    /// The chat template's ids (and BOS, EOS): they match the document's template, not its text, so BM25
+    /// leaves them out of the question.
+    let templateIds: Set<Int>
 
     public private(set) var store: SpanStore?
     public private(set) var index: SpanIndex?
+    /// Built from the document's ids on first use.
+    public private(set) var lexical: LexicalIndex?
     public private(set) var documentIds: [Int] = []
     public private(set) var last = QuestionStats()
     /// True when the last ingest found the document already in its store and reopened it.
@@ -95,6 +100,9 @@ public final class Session {
         let catalyst = self.policy.l1 ? tokenizer.encode(Session.catalyst) : []
         catalystIds = Array(catalyst.suffix(bundle.chunk / 4))
         stopIds = Set(bundle.eosTokenIds)
+        var template = Set(tokenizer.encode(tokenizer.promptPrefix + tokenizer.promptSuffix)).union(bundle.eosTokenIds)
+        if let bos = tokenizer.bosTokenId ?? bundle.bosTokenId { template.insert(bos) }
+        templateIds = template
     }
 
     var repsShape: RepsShape {
@@ -175,6 +183,7 @@ public final class Session {
         pot.clear(Array(0..<pot.capacity))
         documentIds = []
         index = nil
+        lexical = nil
         store?.close()
         store = nil
         var buffer: SpanBuffer? = nil
@@ -237,6 +246,7 @@ public final class Session {
         store?.close()
         store = opened
         index = SpanIndex(reps: opened.reps, shape: repsShape)
+        lexical = nil
         documentIds = ids
         return ids.count
     }
@@ -361,7 +371,7 @@ public final class Session {
         var logits = first.logits
         if policy.refill, let store, store.spanCount > 0 {
             let readBefore = store.bytesRead
-            let spans = try selectSpans(attention: first.attention, queries: first.queries)
+            let spans = try selectSpans(attention: first.attention, queries: first.queries, questionIds: questionIds)
             pot.clear(slotsOf(.question))  // refilled spans must not see the question
             try refill(spans)
             last.bytesRead = store.bytesRead - readBefore
@@ -385,9 +395,9 @@ public final class Session {
         compact()
     }
 
-    /// Score spans by (a) the question's attention on their L1 entries and (b) probe queries against the
-    /// span index; keep the best by a dynamic cut-off, in document order.
-    func selectSpans(attention: [Double], queries: ProbeQueries) throws -> [Int] {
+    /// Score spans by (a) the question's attention on their L1 entries, (b) probe queries against the span
+    /// index and (c) BM25 of the question's token ids; keep the best by a dynamic cut-off, in document order.
+    func selectSpans(attention: [Double], queries: ProbeQueries, questionIds: [Int]) throws -> [Int] {
         guard let store else { return [] }
         let (spans, s) = (store.spanCount, spanTokens)
         var attentionMass: [Double]? = nil
@@ -407,7 +417,13 @@ public final class Session {
                 ? Session.selectProbeQueries(queries) : queries.selecting(tokens: [queries.tokens - 1])
             indexZ = index.scores(probes, heads: retrievalHeads, tree: policy.useTree)
         }
-        var scores = try Selection.combineScores(attention: attentionMass, indexZ: indexZ)
+        var lexicalScores: [Double]? = nil
+        if policy.useLexical {
+            let lexical = self.lexical ?? LexicalIndex(documentIds: documentIds, spanTokens: s)
+            self.lexical = lexical
+            lexicalScores = lexical.scores(questionIds.filter { !templateIds.contains($0) })
+        }
+        var scores = try Selection.combineScores(attention: attentionMass, indexZ: indexZ, lexical: lexicalScores)
         let resident = Set(slotsOf(.sink, .recent).map { pot.token[$0] })
         for span in Set(resident.map { $0 / s }).sorted() where span >= 0 && span < spans {
             let first = span * s

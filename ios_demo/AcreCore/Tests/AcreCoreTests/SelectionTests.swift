@@ -64,13 +64,19 @@ final class SelectionTests: XCTestCase {
 
     func testCombineScoresAndChooseSpansMatchBitForBit() throws {
         let cases = try XCTUnwrap(selection["choose_spans"]?.array)
-        XCTAssertEqual(cases.count, 16)
+        XCTAssertEqual(cases.count, 18)
+        var withLexical = 0
         for (n, item) in cases.enumerated() {
             let attention = item["attention"].flatMap { $0.isNull ? nil : doubles($0) }
             let indexZ = item["index_z"].flatMap { $0.isNull ? nil : doublesOrMinusInfinity($0) }
+            let lexical = item["lexical"].flatMap { $0.isNull ? nil : doubles($0) }  // absent or null: not used
             let expected = doubles(item["scores"])
-            let scores = try Selection.combineScores(attention: attention, indexZ: indexZ)
+            let scores = try Selection.combineScores(attention: attention, indexZ: indexZ, lexical: lexical)
             XCTAssertEqual(scores.map { $0.bitPattern }, expected.map { $0.bitPattern }, "case \(n) scores")
+            if lexical != nil {  // the lexical part counts: without it the scores differ
+                withLexical += 1
+                XCTAssertNotEqual(try Selection.combineScores(attention: attention, indexZ: indexZ), expected, "case \(n)")
+            }
             let budget = try XCTUnwrap(item["budget"]?.pythonInt)
             let mass = try XCTUnwrap(item["mass"]?.number)
             let minSpans = try XCTUnwrap(item["min_spans"]?.pythonInt)
@@ -79,7 +85,24 @@ final class SelectionTests: XCTestCase {
                 scores, budget: budget, mass: mass, minSpans: minSpans, neighbors: neighbors)
             XCTAssertEqual(chosen, ints(item["chosen"]), "case \(n) chosen")
         }
+        XCTAssertEqual(withLexical, 2)
         XCTAssertThrowsError(try Selection.combineScores(attention: nil, indexZ: nil))
+    }
+
+    func testLexicalScoresMatchWithinTolerance() throws {
+        let cases = try XCTUnwrap(selection["lexical"]?.array)
+        XCTAssertEqual(cases.count, 3)
+        for (n, item) in cases.enumerated() {
+            let spanTokens = try XCTUnwrap(item["span_tokens"]?.pythonInt)
+            let index = LexicalIndex(documentIds: ints(item["document_ids"]), spanTokens: spanTokens)
+            let got = index.scores(ints(item["query_ids"]))
+            let want = doubles(item["scores"])
+            let tolerance = try XCTUnwrap(item["tolerance"]?.number)
+            XCTAssertEqual(got.count, want.count, "case \(n)")
+            for (i, (a, b)) in zip(got, want).enumerated() {
+                XCTAssertEqual(a, b, accuracy: tolerance, "case \(n) span \(i)")
+            }
+        }
     }
 
     func testRefillPlacement() throws {

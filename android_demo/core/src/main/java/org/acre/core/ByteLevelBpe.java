@@ -215,6 +215,7 @@ public final class ByteLevelBpe implements Tokenizer {
         return id == null ? -1 : id;
     }
 
+    @Override
     public Set<Integer> specialIds() {
         return Collections.unmodifiableSet(special);
     }

@@ -13,6 +13,7 @@ public record Policy(
         boolean useIndex,
         boolean useProbes,
         boolean useTree,
+        boolean useLexical,  // (c) BM25 of the question's token ids against each span's
         double noveltyWeight,
         double mass,
         int minSpans,
@@ -32,6 +33,6 @@ public record Policy(
     }
 
     private static Policy base(String name, boolean bounded, boolean l1, boolean refill) {
-        return new Policy(name, bounded, l1, refill, true, true, true, true, 0.2, 0.9, 2, 1);
+        return new Policy(name, bounded, l1, refill, true, true, true, true, true, 0.2, 0.9, 2, 1);
     }
 }

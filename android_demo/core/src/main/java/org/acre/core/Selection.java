@@ -15,34 +15,42 @@ public final class Selection {
     private Selection() {}
 
     /**
-     * One score per span: the attention mass normalised to sum 1, and/or the softmax of the index
-     * scores (-infinity where the tree search did not reach); their mean when both are given.
+     * One score per span from (a) the attention mass normalised to sum 1, (b) the softmax of the index
+     * scores (-infinity where the tree search did not reach) and (c) the lexical BM25 scores
+     * normalised to sum 1: the mean of the parts given (null = not used), summed in that order.
      */
-    public static double[] combineScores(double[] attention, double[] indexZ) {
-        double[] a = null;
-        double[] b = null;
-        if (attention != null) {
-            double total = 0;
-            for (double x : attention) total += x;  // sequential, as np.cumsum(a)[-1]
-            a = new double[attention.length];
-            for (int i = 0; i < a.length; i++) a[i] = total > 0 ? attention[i] / total : attention[i];
-        }
+    public static double[] combineScores(double[] attention, double[] indexZ, double[] lexical) {
+        List<double[]> parts = new ArrayList<>();
+        if (attention != null) parts.add(normalised(attention));
         if (indexZ != null) {
             double max = Double.NEGATIVE_INFINITY;
             for (double z : indexZ) max = Math.max(max, z);
-            b = new double[indexZ.length];
+            double[] b = new double[indexZ.length];
             double total = 0;
             for (int i = 0; i < b.length; i++) {
                 b[i] = Exp.exp(indexZ[i] - max);  // correctly rounded: the same bits everywhere
                 total += b[i];
             }
             for (int i = 0; i < b.length; i++) b[i] = b[i] / total;
+            parts.add(b);
         }
-        if (a == null && b == null) throw new IllegalArgumentException("no span scores: need attention, index scores or both");
-        if (a == null) return b;
-        if (b == null) return a;
-        double[] out = new double[a.length];
-        for (int i = 0; i < out.length; i++) out[i] = (a[i] + b[i]) / 2;
+        if (lexical != null) parts.add(normalised(lexical));
+        if (parts.isEmpty()) throw new IllegalArgumentException("no span scores: need attention, index or lexical scores");
+        if (parts.size() == 1) return parts.get(0);
+        double[] out = parts.get(0).clone();
+        for (double[] part : parts.subList(1, parts.size())) {  // sequential, in the order (a), (b), (c)
+            for (int i = 0; i < out.length; i++) out[i] += part[i];
+        }
+        for (int i = 0; i < out.length; i++) out[i] /= parts.size();
+        return out;
+    }
+
+    /** x / its sequential sum (as np.cumsum(x)[-1]) when that sum is positive, else x. */
+    private static double[] normalised(double[] x) {
+        double total = 0;
+        for (double v : x) total += v;
+        double[] out = new double[x.length];
+        for (int i = 0; i < out.length; i++) out[i] = total > 0 ? x[i] / total : x[i];
         return out;
     }
 

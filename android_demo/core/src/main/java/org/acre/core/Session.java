@@ -64,9 +64,11 @@ public final class Session implements Closeable {
     private final int[][] retrievalHeads;
     private final int[] catalystIds;
     private final Set<Integer> stopIds;
+    private final Set<Integer> templateIds = new HashSet<>();  // the chat template's ids: not in the BM25 query
     private final Map<SlotKind, int[]> regions = new EnumMap<>(SlotKind.class);
     private SpanStore store;
     private SpanIndex index;
+    private LexicalIndex lexical;  // built from the document's ids on first use
     private int[] documentIds = new int[0];
 
     public Session(Bundle bundle, StepEngine engine, Tokenizer tokenizer, Policy policy) {
@@ -93,6 +95,8 @@ public final class Session implements Closeable {
         this.probeLayers = bundle.probeLayers();
         this.retrievalHeads = bundle.retrievalHeads();
         this.stopIds = new HashSet<>(bundle.eosTokenIds);
+        for (int t : tokenizer.encode(prompt.prefix() + prompt.suffix())) templateIds.add(t);
+        templateIds.addAll(tokenizer.specialIds());
         int[] catalyst = policy.l1() ? tokenizer.encode(Policy.CATALYST) : new int[0];
         int keep = Math.min(catalyst.length, chunk / 4);
         this.catalystIds = Arrays.copyOfRange(catalyst, catalyst.length - keep, catalyst.length);
@@ -182,6 +186,7 @@ public final class Session implements Closeable {
         pot.clearAll();
         documentIds = new int[0];
         index = null;
+        lexical = null;
         SpanBuffer buffer = null;
         if (policy.refill()) {
             if (store != null) store.close();
@@ -293,6 +298,7 @@ public final class Session implements Closeable {
             restorePot(state);
             if (store != null) store.close();
             store = opened;
+            lexical = null;
             index = new SpanIndex(store.allReps(), probeLayers.length, geometry.kvHeads(), store.meta.reps(),
                     geometry.headDim(), 8);
             return documentIds.length;
@@ -452,7 +458,7 @@ public final class Session implements Closeable {
         float[] logits = first.logits;
         if (policy.refill() && store != null && store.spanCount() > 0) {
             long before = store.bytesRead();
-            List<Integer> spans = selectSpans(first.attention, first.queries, first.tokens);
+            List<Integer> spans = selectSpans(first.attention, first.queries, questionIds);
             for (int s : slotsOf(SlotKind.QUESTION)) pot.clear(s);  // refilled spans must not see the question
             refill(spans);
             last.bytesRead = store.bytesRead() - before;
@@ -482,11 +488,13 @@ public final class Session implements Closeable {
     }
 
     /**
-     * Scores spans by (a) the question's attention on their L1 entries and (b) probe queries against
-     * the span index; keeps the best by a dynamic cut-off, in document order.
+     * Scores spans by (a) the question's attention on their L1 entries, (b) probe queries against
+     * the span index and (c) BM25 of the question's token ids; keeps the best by a dynamic cut-off,
+     * in document order.
      */
-    List<Integer> selectSpans(double[] attention, float[] queries, int tokens) {
+    List<Integer> selectSpans(double[] attention, float[] queries, int[] questionIds) {
         int spans = store.spanCount();
+        int tokens = questionIds.length;
         double[] mass = null;
         double[] z = null;
         if (policy.useAttention()) {
@@ -499,7 +507,13 @@ public final class Session implements Closeable {
             float[] probes = pickTokens(queries, heads, tokens, picks);
             z = index.scores(probes, heads, picks.length, retrievalHeads, 8, policy.useTree());
         }
-        double[] scores = Selection.combineScores(mass, z);
+        double[] lexicalScores = null;
+        if (policy.useLexical()) {
+            if (lexical == null) lexical = new LexicalIndex(documentIds, spanTokens);
+            int[] words = Arrays.stream(questionIds).filter(t -> !templateIds.contains(t)).toArray();
+            lexicalScores = lexical.scores(words);
+        }
+        double[] scores = Selection.combineScores(mass, z, lexicalScores);
         Set<Long> resident = new HashSet<>();
         for (int s : slotsOf(SlotKind.SINK, SlotKind.RECENT)) resident.add(pot.token(s));
         Set<Long> residentSpans = new HashSet<>();
@@ -639,7 +653,7 @@ public final class Session implements Closeable {
         return engine.step(tokens, positions, pot, ids.length - 1);
     }
 
-    private record Prefill(float[] logits, double[] attention, float[] queries, int tokens) {}
+    private record Prefill(float[] logits, double[] attention, float[] queries) {}
 
     /**
      * Runs question (or answer) tokens through the step program in chunks, writing their K/V into the
@@ -677,7 +691,7 @@ public final class Session implements Closeable {
             pot.write(slots, out.kNew(), out.vNew(), out.rows(), range(0, n), positions, SlotKind.QUESTION, null);
             logits = out.logits();
         }
-        return new Prefill(logits, attention, queries, ids.length);
+        return new Prefill(logits, attention, queries);
     }
 
     // ---- the memory profile -------------------------------------------------------------------

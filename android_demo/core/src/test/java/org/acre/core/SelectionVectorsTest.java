@@ -2,18 +2,20 @@ package org.acre.core;
 
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import org.junit.Test;
 
-/** selection.json: layouts, budgets, choose_spans (with combine_scores), refill_placement. */
+/** selection.json: layouts, budgets, choose_spans (with combine_scores), lexical, refill_placement. */
 public class SelectionVectorsTest {
     private static final JsonObject DATA = Vectors.object("selection.json");
 
@@ -72,20 +74,41 @@ public class SelectionVectorsTest {
     @Test
     public void combineScoresBitForBit() {
         int cases = 0;
+        int withLexical = 0;
         for (JsonElement e : DATA.getAsJsonArray("choose_spans")) {
             JsonObject c = e.getAsJsonObject();
             double[] attention = c.get("attention").isJsonNull() ? null : Vectors.doubles(c.get("attention"));
             double[] z = c.get("index_z").isJsonNull() ? null : Vectors.doublesOrNegInf(c.get("index_z"));
-            double[] got = Selection.combineScores(attention, z);
+            double[] lexical = !c.has("lexical") || c.get("lexical").isJsonNull() ? null : Vectors.doubles(c.get("lexical"));
+            double[] got = Selection.combineScores(attention, z, lexical);
             double[] want = Vectors.doubles(c.get("scores"));
             assertEquals(want.length, got.length);
             for (int i = 0; i < want.length; i++) {
                 assertEquals("case " + cases + " span " + i + ": " + got[i] + " vs " + want[i],
                         Double.doubleToLongBits(want[i]), Double.doubleToLongBits(got[i]));
             }
+            if (lexical != null) {  // the lexical part counts: without it the scores differ
+                withLexical++;
+                assertFalse("case " + cases, Arrays.equals(want, Selection.combineScores(attention, z, null)));
+            }
             cases++;
         }
-        assertEquals(16, cases);
+        assertEquals(18, cases);
+        assertEquals(2, withLexical);
+    }
+
+    @Test
+    public void lexicalScoresWithinTolerance() {
+        int cases = 0;
+        for (JsonElement e : DATA.getAsJsonArray("lexical")) {
+            JsonObject c = e.getAsJsonObject();
+            LexicalIndex index = new LexicalIndex(Vectors.ints(c.get("document_ids")), c.get("span_tokens").getAsInt());
+            double[] want = Vectors.doubles(c.get("scores"));
+            assertArrayEquals("case " + cases, want, index.scores(Vectors.ints(c.get("query_ids"))),
+                    c.get("tolerance").getAsDouble());
+            cases++;
+        }
+        assertEquals(3, cases);
     }
 
     @Test

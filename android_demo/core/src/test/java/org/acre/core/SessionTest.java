@@ -105,6 +105,33 @@ public class SessionTest {
         assertTrue(Files.isRegularFile(store.resolve("pot.npz")));
     }
 
+    /**
+     * BM25 alone (attention and index off) finds the needle's span; the question's template ids
+     * ("\n" here: the vector bundle has no chat template) are left out of its query.
+     */
+    @Test
+    public void lexicalScoresAloneFindTheNeedle() {
+        Bundle bundle = Bundle.open(Vectors.dir().resolve("bundle"));
+        Policy acre = Policy.named("acre");
+        Policy lexicalOnly = new Policy(acre.name(), acre.bounded(), acre.l1(), acre.refill(), false, false,
+                acre.useProbes(), acre.useTree(), true, acre.noveltyWeight(), acre.mass(), acre.minSpans(), acre.neighbors());
+        int[] doc = document(1000, 500);
+        int newline = new CharTokenizer().encode("\n")[0];
+        try (Session s = new Session(bundle, new FakeEngine(bundle.geometry, bundle.probeLayers()), new CharTokenizer(),
+                lexicalOnly, 16, 2, StoreMeta.FLOAT16)) {
+            s.ingestIds(doc, tmp.getRoot().toPath().resolve("lexical.l2"), null);
+            s.generate(new int[] {newline, 5, FakeEngine.NEEDLE, 6, newline}, 1, 0, 1, 0, t -> { });
+            assertTrue("the needle's span " + 500 / 16 + " is refilled: " + s.last.spans, s.last.spans.contains(500 / 16));
+            double[] want = Selection.combineScores(null, null,
+                    new LexicalIndex(doc, 16).scores(new int[] {5, FakeEngine.NEEDLE, 6}));
+            double[] got = s.last.spanScores;
+            assertEquals(want.length, got.length);
+            for (int i = 0; i < want.length; i++) {
+                assertTrue("span " + i + ": " + got[i] + " vs " + want[i], got[i] == want[i] || got[i] == 0);  // 0: resident
+            }
+        }
+    }
+
     /** The demo's document, ingested by the Python runtime (make demo), reopens here without re-ingest. */
     @Test
     public void opensAStoreThePythonRuntimeIngested() {
