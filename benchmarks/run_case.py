@@ -93,6 +93,7 @@ def main() -> None:
                 "answer": case.answer,
                 "reply": reply,
                 "correct": case.correct(reply),
+                **({"f1": round(case.f1(reply), 3)} if case.answers else {}),
                 "ingest_s": round(ingest_s, 2),
                 "ingest_tok_s": round(tokens / ingest_s, 1),
                 "first_token_s": round(first or total, 3),

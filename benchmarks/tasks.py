@@ -3,18 +3,28 @@
 passkey  the classic pass-key haystack (Mohtashami & Jaggi, 2023): repeated filler sentences
          with "The pass key is NNNNN." at the depth; the answer must contain the number.
 needle   a sentence hidden in Paul Graham's essays (../shared/data); the answer must name its fact.
+squad    multi-document QA: a SQuAD v1.1 dev paragraph holding the answer at the depth, among other
+         SQuAD paragraphs (distractors that contain a gold answer are dropped); scored by normalised
+         substring (any gold answer) and token F1.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from acre.haystack import fill_to, insert_at, passkey_document
 
-ESSAYS = Path(__file__).resolve().parents[2] / "shared" / "data" / "PaulGrahamEssays"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ESSAYS = DATA / "PaulGrahamEssays"
+SQUAD = DATA / "squad" / "dev-v1.1.json"
 NEEDLE = (
     "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day. ",
     "What is the best thing to do in San Francisco?",
@@ -30,9 +40,31 @@ class Case:
     document: str
     question: str
     answer: str  # lower-case substring a correct answer contains
+    answers: list[str] = field(default_factory=list)  # QA tasks: every gold answer, scored normalised
 
     def correct(self, reply: str) -> bool:
+        if self.answers:
+            return any(normalise(a) in normalise(reply) for a in self.answers)
         return self.answer in reply.lower()
+
+    def f1(self, reply: str) -> float | None:
+        """Best token F1 of the reply against the gold answers (SQuAD's metric); None for needle tasks."""
+        return max(token_f1(reply, a) for a in self.answers) if self.answers else None
+
+
+def normalise(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(c for c in text.lower() if c not in set(string.punctuation))
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def token_f1(reply: str, gold: str) -> float:
+    got, want = normalise(reply).split(), normalise(gold).split()
+    common = sum((Counter(got) & Counter(want)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
 
 
 def passkey(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
@@ -50,4 +82,36 @@ def needle(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
     return Case("needle", length, depth, doc, question, answer)
 
 
-TASKS = {"passkey": passkey, "needle": needle}
+@cache
+def squad_paragraphs() -> list[tuple[str, list[dict[str, Any]]]]:
+    if not SQUAD.is_file():
+        raise FileNotFoundError(f"{SQUAD}: SQuAD v1.1 dev of shared/data is needed for the squad task")
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))
+    return [(p["context"], p["qas"]) for article in data["data"] for p in article["paragraphs"]]
+
+
+def squad(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
+    paragraphs = squad_paragraphs()
+    rng = random.Random(seed)
+    gold_index = rng.randrange(len(paragraphs))
+    gold, questions = paragraphs[gold_index]
+    qa = rng.choice(questions)
+    answers = sorted({a["text"] for a in qa["answers"]})
+    wanted = [normalise(a) for a in answers]
+    order = list(range(len(paragraphs)))
+    rng.shuffle(order)
+    distractors, total = [], len(tokenizer.encode(gold, add_special_tokens=False))
+    for i in order:
+        if total >= length:
+            break
+        text = paragraphs[i][0]
+        if i == gold_index or any(w in normalise(text) for w in wanted):
+            continue
+        distractors.append(text)
+        total += len(tokenizer.encode(text, add_special_tokens=False)) + 1
+    at = round(depth * len(distractors))
+    document = "\n\n".join([*distractors[:at], gold, *distractors[at:]])
+    return Case("squad", length, depth, document, qa["question"], answers[0].lower(), answers)
+
+
+TASKS = {"passkey": passkey, "needle": needle, "squad": squad}

@@ -44,3 +44,19 @@ def test_the_pass_key_task_hides_the_key_at_the_depth_and_scores_replies():
     at = case.document.index(case.answer) / len(case.document)
     assert 0.35 < at < 0.65 and case.correct(f"The pass key is {case.answer}.")
     assert not case.correct("The pass key is 12345.") or case.answer == "12345"
+
+
+def test_the_squad_task_hides_the_gold_paragraph_among_distractors_without_the_answer():
+    from benchmarks.tasks import normalise, squad, squad_paragraphs
+
+    tokenizer = make_tokenizer()
+    case = squad(tokenizer, 1500, 0.5, seed=2)
+    gold = next(p for p, qas in squad_paragraphs() if any(q["question"] == case.question for q in qas))
+    parts = case.document.split("\n\n")
+    assert gold in parts and 0.2 < parts.index(gold) / len(parts) < 0.8
+    assert len(tokenizer.encode(case.document)) >= 1500
+    others = [p for p in parts if p != gold]
+    assert not any(normalise(a) in normalise(p) for a in case.answers for p in others)
+    reply = f"The answer is {case.answers[0]}."
+    assert case.correct(reply) and case.f1(reply) > 0.3
+    assert not case.correct("I do not know.") and case.f1("I do not know.") == 0.0

@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"ExecuTorch program weights (default {DEFAULT_SCHEME['android']}; fp32 for parity checks)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="acre-export: %(message)s")
+    # acre's own progress at INFO; other libraries (torchao lists its optional CUDA kernels) at WARNING
+    logging.basicConfig(level=logging.WARNING, format="acre-export: %(message)s")
+    logging.getLogger("acre").setLevel(logging.INFO)
     targets = list(TARGETS) if args.target == "all" else [args.target]
     try:
         out = export_bundle(

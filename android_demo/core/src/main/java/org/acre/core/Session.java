@@ -505,7 +505,10 @@ public final class Session implements Closeable {
             int heads = geometry.heads();
             int[] picks = policy.useProbes() ? probeQueries(queries, heads, tokens) : new int[] {tokens - 1};
             float[] probes = pickTokens(queries, heads, tokens, picks);
+            // mean, not sum, of the heads' standardised scores (a softmax over sums is one-hot): the
+            // index sums them head by head, the session then divides the sums, as session.py does
             z = index.scores(probes, heads, picks.length, retrievalHeads, 8, policy.useTree());
+            for (int i = 0; i < z.length; i++) z[i] /= retrievalHeads.length;
         }
         double[] lexicalScores = null;
         if (policy.useLexical()) {

@@ -132,6 +132,62 @@ public class SessionTest {
         }
     }
 
+    /**
+     * The span index's part is a softmax over the mean of the retrieval heads' standardised scores
+     * (session.py divides the index's per-head sums by the head count), not over their sum. Index
+     * alone (attention and BM25 off), the last question token probing: the test rebuilds the index
+     * from the store and the probe from the fake engine's queries.
+     */
+    @Test
+    public void indexScoresAreTheMeanOverRetrievalHeads() {
+        Bundle bundle = Bundle.open(Vectors.dir().resolve("bundle"));
+        int[][] heads = bundle.retrievalHeads();
+        assertTrue("needs two or more retrieval heads to tell a mean from a sum", heads.length > 1);
+        Policy acre = Policy.named("acre");
+        Policy indexOnly = new Policy(acre.name(), acre.bounded(), acre.l1(), acre.refill(), false, true,
+                false, acre.useTree(), false, acre.noveltyWeight(), acre.mass(), acre.minSpans(), acre.neighbors());
+        int[] doc = document(1000, 500);
+        Path store = tmp.getRoot().toPath().resolve("index.l2");
+        int[] question = {5, 6, FakeEngine.NEEDLE};  // the last token probes
+        try (Session s = new Session(bundle, new FakeEngine(bundle.geometry, bundle.probeLayers()), new CharTokenizer(),
+                indexOnly, 16, 2, StoreMeta.FLOAT16)) {
+            s.ingestIds(doc, store, null);
+            s.generate(question, 1, 0, 1, 0, t -> { });
+            assertTrue("the needle's span " + 500 / 16 + " is refilled: " + s.last.spans, s.last.spans.contains(500 / 16));
+
+            Geometry g = bundle.geometry;
+            int[] layers = bundle.probeLayers();
+            int groups = g.heads() / g.kvHeads();
+            float[] probe = new float[layers.length * g.heads() * g.headDim()];  // [Lp, H, 1, D]
+            for (int lp = 0; lp < layers.length; lp++) {
+                for (int h = 0; h < g.heads(); h++) {
+                    for (int x = 0; x < g.headDim(); x++) {
+                        probe[(lp * g.heads() + h) * g.headDim() + x] = FakeEngine.key(FakeEngine.NEEDLE, layers[lp], h / groups, x);
+                    }
+                }
+            }
+            float[] reps;
+            try (SpanStore opened = SpanStore.open(store)) {
+                reps = opened.allReps();
+            }
+            SpanIndex index = new SpanIndex(reps, layers.length, g.kvHeads(), 2, g.headDim(), 8);
+            double[] sum = index.scores(probe, g.heads(), 1, heads, 8, indexOnly.useTree());
+            double[] mean = new double[sum.length];
+            for (int i = 0; i < sum.length; i++) mean[i] = sum[i] / heads.length;
+            double[] want = Selection.combineScores(null, mean, null);
+            double[] ifSummed = Selection.combineScores(null, sum, null);
+            double[] got = s.last.spanScores;
+            assertEquals(want.length, got.length);
+            boolean differs = false;
+            for (int i = 0; i < want.length; i++) {
+                if (got[i] == 0) continue;  // resident in the pot: no refill needed
+                assertEquals("span " + i, Double.doubleToLongBits(want[i]), Double.doubleToLongBits(got[i]));
+                differs |= Math.abs(ifSummed[i] - want[i]) > 1e-3 * want[i];
+            }
+            assertTrue("a softmax over the sum would give other scores", differs);
+        }
+    }
+
     /** The demo's document, ingested by the Python runtime (make demo), reopens here without re-ingest. */
     @Test
     public void opensAStoreThePythonRuntimeIngested() {
