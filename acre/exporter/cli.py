@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"ExecuTorch program weights (default {DEFAULT_SCHEME['android']}; fp32 for parity checks)",
     )
+    parser.add_argument(
+        "--kv-dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="the pot's keys and values (default float16: half the RAM per slot; float32 for parity checks)",
+    )
     args = parser.parse_args(argv)
     # acre's own progress at INFO; other libraries (torchao lists its optional CUDA kernels) at WARNING
     logging.basicConfig(level=logging.WARNING, format="acre-export: %(message)s")
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             pot=args.pot,
             budget=args.budget,
             quantize=args.quantize,
+            kv_dtype=args.kv_dtype,
         )
     except AcreError as exc:
         print(f"acre-export: error: {exc}", file=sys.stderr)

@@ -56,26 +56,32 @@ def export_bundle(
     signal_heads: list[tuple[int, int]] | None = None,
     budget: str | None = None,
     quantize: str | None = None,
+    kv_dtype: str = "float32",
 ) -> Path:
     """Write a bundle to `out`. `budget` (e.g. "48MB") picks the pot size instead of `pot`;
     `signal_heads` overrides the calibrated retrieval heads; `quantize` names the ExecuTorch program's
-    weight scheme (acre.exporter.quantize.SCHEMES; default: what a phone should run)."""
+    weight scheme (acre.exporter.quantize.SCHEMES; default: what a phone should run); `kv_dtype`
+    ("float32" or "float16") is the pot's K/V type on every target: fp16 halves the pot's RAM."""
     # No target at all is allowed: such a bundle runs on the eager `torch` engine only (tests, benchmarks).
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise InputError(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
+    if kv_dtype not in ("float32", "float16"):
+        raise InputError(f"kv_dtype {kv_dtype!r} is not float32 or float16")
     if quantize is not None and quantize not in SCHEMES:
         raise InputError(f"unknown quantization scheme {quantize!r}; choose from {', '.join(SCHEMES)}")
     checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
     if budget is not None:
-        pot = slots_for_budget(Geometry.from_hf_config(checkpoint.model.config), parse_bytes(budget))
+        pot = slots_for_budget(
+            Geometry.from_hf_config(checkpoint.model.config), parse_bytes(budget), kv_dtype
+        )
     pot = DEFAULT_POT if pot is None else pot
     if chunk < 2 or pot < chunk:
         raise InputError(f"need chunk >= 2 and pot >= chunk (got chunk={chunk}, pot={pot})")
     if signal_heads is None:
         log.info("calibrating retrieval heads")
         signal_heads = find_retrieval_heads(StepModel.from_hf(checkpoint.model), checkpoint.tokenizer)
-    step = StepModel.from_hf(checkpoint.model, signal_heads=signal_heads)
+    step = StepModel.from_hf(checkpoint.model, signal_heads=signal_heads, kv_dtype=getattr(torch, kv_dtype))
     if pot + chunk > step.g.window:
         raise InputError(f"pot {pot} + chunk {chunk} exceeds the model's window of {step.g.window}")
 
@@ -111,7 +117,7 @@ def export_bundle(
             "step": {
                 "chunk": chunk,
                 "pot": pot,
-                "kv_dtype": "float32",
+                "kv_dtype": kv_dtype,
                 "signal_heads": [list(h) for h in step.signal_heads],
                 "probe_layers": step.probe_layers,
                 "inputs": list(INPUT_NAMES),

@@ -12,7 +12,7 @@ public enum Selection {
         if let attention { parts.append(normalised(attention)) }
         if let indexZ, !indexZ.isEmpty {
             let top = indexZ.max()!
-            let b = indexZ.map { exp($0 - top) }
+            let b = indexZ.map { Exp.exp($0 - top) }  // correctly rounded: the same bits everywhere
             var total = 0.0
             for value in b { total += value }
             parts.append(b.map { $0 / total })

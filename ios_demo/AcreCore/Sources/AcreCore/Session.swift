@@ -415,7 +415,10 @@ public final class Session {
             let probes =
                 policy.useProbes
                 ? Session.selectProbeQueries(queries) : queries.selecting(tokens: [queries.tokens - 1])
-            indexZ = index.scores(probes, heads: retrievalHeads, tree: policy.useTree)
+            // mean, not sum, of the heads' standardised scores (a softmax over sums is one-hot): the index
+            // sums them head by head, the session then divides the sums, as session.py does
+            let heads = Double(retrievalHeads.count)
+            indexZ = index.scores(probes, heads: retrievalHeads, tree: policy.useTree).map { $0 / heads }
         }
         var lexicalScores: [Double]? = nil
         if policy.useLexical {

@@ -6,13 +6,21 @@ import XCTest
 /// The shared test vectors in tests/vectors of the repository (written by the Python runtime,
 /// `python -m tests.make_vectors`, and kept current by tests/test_vectors.py), found from this file.
 enum Vectors {
-    static let root: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent()  // AcreCoreTests
-        .deletingLastPathComponent()  // Tests
-        .deletingLastPathComponent()  // AcreCore
-        .deletingLastPathComponent()  // ios_demo
+    /// The repository, from this file's path (ios_demo/AcreCore/Tests/AcreCoreTests/Vectors.swift).
+    static let repository: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent()  // -> ios_demo/AcreCore/Tests/AcreCoreTests
+        .deletingLastPathComponent()  // -> ios_demo/AcreCore/Tests
+        .deletingLastPathComponent()  // -> ios_demo/AcreCore
+        .deletingLastPathComponent()  // -> ios_demo
+        .deletingLastPathComponent()  // -> the repository
+
+    static let root: URL = repository
         .appendingPathComponent("tests")
         .appendingPathComponent("vectors")
+
+    /// exp(x) correctly rounded for 500 x, the JVM core's test resource (written by Python decimal).
+    static let expCases: URL = repository
+        .appendingPathComponent("android_demo/core/src/test/resources/exp_cases.txt")
 
     static func url(_ name: String) -> URL { root.appendingPathComponent(name) }
 
