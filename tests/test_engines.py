@@ -65,3 +65,32 @@ def test_exported_programs_match_the_eager_module(tiny_bundle, engine, chunk):
 
 def test_auto_engine_prefers_the_exported_program(tiny_bundle):
     assert open_engine(Bundle.open(tiny_bundle)).name == "executorch"
+
+
+def test_a_float16_pot_halves_the_pot_and_keeps_the_greedy_answer(
+    tiny_checkpoint_dir, tiny_checkpoint, tmp_path
+):
+    """kv_dtype float16 (acre-export's default): the pot and k_new/v_new are fp16, attention runs in fp32."""
+    from acre.exporter.export import export_bundle
+
+    half = export_bundle(
+        tmp_path / "b",
+        ["onnx"],
+        str(tiny_checkpoint_dir),
+        chunk=16,
+        pot=256,
+        quantize="fp32",
+        kv_dtype="float16",
+    )
+    answers = {}
+    for engine in ("torch", "onnx"):
+        session = Session(half, engine=engine, policy="full")
+        assert session.pot.k.dtype == np.float16
+        session.ingest(DOCUMENT)
+        answers[engine] = list(
+            session.generate(session.tokenizer.encode("\n\n" + QUESTION), max_new_tokens=24)
+        )
+    expected = hf_greedy(tiny_checkpoint.model, session.prompt_ids, 24, session.bundle.eos_token_ids)
+    assert answers["torch"] == answers["onnx"] == expected
+    g = session.geometry
+    assert session.pot.k.nbytes == g.layers * g.kv_heads * 256 * g.head_dim * 2
