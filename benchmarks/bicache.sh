@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bi-layer cache's accuracy targets (issue 4), regenerable with one command: benchmarks/bicache.sh
+# The earlier accuracy run (commit fe440db, before BM25 joined span selection; superseded by accuracy.sh)
 # (~1.5 hours on 2 cores). Memory against length is benchmarks/memory.sh. Results append to
 # benchmarks/results/bicache.jsonl; render with `python -m benchmarks.report`.
 set -euo pipefail

@@ -135,65 +135,156 @@ def crash_summary(results: Path) -> str:
     )
 
 
+def quantization_section(results: Path) -> str:
+    path = results / "quantization.jsonl"  # one record per line, each with its run id and environment
+    if not path.is_file():
+        return "Not run yet: `python -m benchmarks.quantization` (see its docstring)."
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    last = rows[-1]["run"]
+    rows = [r for r in rows if r["run"] == last]
+    lines = [f"Run {last} (`benchmarks/results/quantization.jsonl`), {rows[0]['env']['cpus']} CPUs.", ""]
+    sizes = [r for r in rows if r["kind"] == "size"]
+    if sizes:
+        lines += ["| bundle | scheme | KV | model.pte | whole bundle |", "|---|---|---|---|---|"]
+        for r in sizes:
+            q = r.get("quantization") or {}
+            lines.append(
+                f"| {r['bundle']} | {q.get('scheme', q.get('weights'))} | {r['kv_dtype']} "
+                f"| {r['pte_bytes'] / 1e6:,.1f} MB | {r['bundle_bytes'] / 1e6:,.1f} MB |"
+            )
+        lines.append("")
+    quality = [r for r in rows if r["kind"] == "quality"]
+    if quality:
+        lines += [
+            "Next-token distributions against fp32 eager, position by position through the decode entry "
+            f"point ({quality[0]['positions']} positions of the essays):",
+            "",
+            "| program | source | mean KL (nats) | KL p95 | top-1 agreement |",
+            "|---|---|---|---|---|",
+        ]
+        for r in quality:
+            lines.append(
+                f"| {r.get('bundle') or r.get('scheme')} | {r['source']} | {r['kl_mean']:.4f} "
+                f"| {r['kl_p95']:.4f} | {r['top1_agreement']:.1%} |"
+            )
+        lines.append("")
+    speed = [r for r in rows if r["kind"] == "speed"]
+    if speed:
+        lines += [
+            f"Speed of the ExecuTorch programs, one after another in one process (ratios against "
+            f"{speed[0]['baseline']}):",
+            "",
+            "| bundle | ingest tok/s | ratio | decode tok/s | ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for r in speed:
+            lines.append(
+                f"| {r['bundle']} | {r['ingest_tok_s']:.0f} | {r['ingest_ratio']:.2f} "
+                f"| {r['decode_tok_s']:.1f} | {r['decode_ratio']:.2f} |"
+            )
+        lines.append("")
+    for r in (r for r in rows if r["kind"] == "passkey"):
+        lines.append(
+            f"Pass key at {r['length']:,} tokens (acre, ExecuTorch, depths 10/50/90%), {r['bundle']}: "
+            f"{r['correct']}/{r['of']}."
+        )
+    return "\n".join(lines)
+
+
+def config_line(runs: list[dict]) -> str:
+    if not runs:
+        return ""
+    m = runs[-1]["machine"]
+    commits = sorted({r["machine"].get("commit") for r in runs})
+    return f"Machine: {m.get('cpus')} CPUs; commit {', '.join(commits)}; versions {m.get('versions')}."
+
+
+NEEDLE_TEXT = (
+    'The sentence "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a '
+    'sunny day." hidden in the essays of shared/data; the question: "What is the best thing to do in '
+    'San Francisco?"; correct if the reply names Dolores Park.'
+)
+SQUAD_TEXT = (
+    "A gold paragraph among other SQuAD paragraphs (those holding a gold answer dropped); correct if a "
+    "gold answer is in the reply (normalised). "
+)
+
+
 def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
     plots = docs / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    runs, rows = load("bicache", results)
-    needle_runs, needle_rows = load("needle", results)
+    runs, rows = load("accuracy", results)
     _, memory_rows = load("memory", results)
-    passkey_table, _ = accuracy_table(rows, "passkey")
-    needle_table, _ = accuracy_table(needle_rows, "needle")
-    if rows:
-        heatmaps(rows, "passkey", plots / "passkey_heatmap.png")
-    if needle_rows:
-        heatmaps(needle_rows, "needle", plots / "needle_heatmap.png")
-    if memory_rows or rows:
-        rss_plot(memory_rows or rows, plots / "rss_vs_length.png")
-    machine = (runs or needle_runs or [{}])[0].get("machine", {})
-    needle_machine = needle_runs[-1]["machine"] if needle_runs else {}
+    old_runs, old_rows = load("bicache", results)
+    _, old_needle_rows = load("needle_before_lexical", results)
+    tables = {task: accuracy_table(rows, task)[0] for task in ("passkey", "needle", "squad")}
+    present = {task for task in tables if any(r.get("task") == task and "correct" in r for r in rows)}
+    for task in present:
+        heatmaps(rows, task, plots / f"{task}_heatmap.png")
+    if memory_rows:
+        rss_plot(memory_rows, plots / "rss_vs_length.png")
+    squad_rows = [r for r in rows if r.get("task") == "squad" and "f1" in r]
+    squad_f1 = (
+        "Mean token F1 by policy: "
+        + ", ".join(
+            f"{p} {np.mean([r['f1'] for r in squad_rows if label(r) == p]):.2f}"
+            for p in sorted({label(r) for r in squad_rows})
+        )
+        if squad_rows
+        else ""
+    )
+
+    def section(task: str, title: str, text: str) -> str:
+        if task not in present:
+            return f"## {title}\n\nNot run yet.\n"
+        return f"## {title}\n\n{text}\n\n{tables[task]}\n\n![{task} heatmap](plots/{task}_heatmap.png)\n"
+
+    memory_machine = config_line(load("memory", results)[0])
     text = f"""# Benchmarks
 
 Rendered by `python -m benchmarks.report` from `benchmarks/results/*.jsonl`; every line of those
 files is one case, and each run is headed by its machine, versions and configuration.
-Model: SmolLM2-135M-Instruct, fp32 weights.
+Model: SmolLM2-135M-Instruct.
 
-## Pass key (5 digits; depths 10/50/90%; cases found / cases run)
+Accuracy: `benchmarks/accuracy.sh` (`benchmarks/results/accuracy.jsonl`). Every policy runs the
+eager engine (the module that is exported) with fp32 weights and pot, on the same prompts: the
+bounded policies (`acre`, `streaming`, `infinipot`) on a 1,024-slot pot (C = 128), `full` on an
+8,064-slot pot where the document fits the model's 8k window. Cases found / cases run; depths
+10/50/90%. {config_line(runs)}
 
-Produced by `benchmarks/bicache.sh` (`benchmarks/results/bicache.jsonl`). Bounded policies use a
-1,024-slot pot (C = 128) and the ExecuTorch engine; `full` runs the eager engine with an 8,064-slot
-pot, so it covers what fits the 8k window. Machine: {machine.get("cpus")} CPUs, commit
-{machine.get("commit")}, versions {machine.get("versions")}.
-
-{passkey_table if rows else "Not run yet."}
-
-![pass key heatmap](plots/passkey_heatmap.png)
-
-## Needle in Paul Graham's essays ("What is the best thing to do in San Francisco?")
-
-Produced by `benchmarks/needle.sh` (`benchmarks/results/needle.jsonl`): `acre` on a 1,024-slot pot
-against `full` on an 8,064-slot pot, both on the eager engine, same prompts (commit
-{needle_machine.get("commit")}). `needle_before_lexical.jsonl` holds the same task before BM25
-joined the span selection (acre 0/6 at 2k and 4k).
-
-{needle_table if needle_rows else "Not run yet."}
-
-{"![needle heatmap](plots/needle_heatmap.png)" if needle_rows else ""}
-
+{section("passkey", "Pass key (5 digits)", 'The question: "What is the pass key?"')}
+{section("needle", "Needle in Paul Graham's essays", NEEDLE_TEXT)}
+{section("squad", "Multi-document QA (SQuAD v1.1 dev)", SQUAD_TEXT + squad_f1)}
 ## Memory and speed of `acre` against document length
 
-Produced by `benchmarks/memory.sh` (`benchmarks/results/memory.jsonl`): one process per length; the
-peak RSS is reset (`/proc/self/clear_refs`) after the program is loaded and the document built, so it
-covers ingest and one question. Peak RSS is the whole Python process with the fp32 program (a 622 MiB
-file) loaded and torch imported; loading itself peaks higher (2,489 MiB seen in `make demo`) but does
-not depend on the document. The pot is allocated once.
+`benchmarks/memory.sh` (`benchmarks/results/memory.jsonl`): one process per length, ExecuTorch
+engine; the peak RSS is reset (`/proc/self/clear_refs`) after the program is loaded and the
+document built, so it covers ingest and one question. The pot is allocated once. {memory_machine}
 
-{resource_table(memory_rows or rows) if memory_rows or rows else "Not run yet."}
+{resource_table(memory_rows) if memory_rows else "Not run yet."}
 
 ![peak RSS](plots/rss_vs_length.png)
+
+## Quantization of the ExecuTorch program
+
+{quantization_section(results)}
 
 ## Crash consistency of L2
 
 {crash_summary(results)}
+
+## Earlier runs
+
+`benchmarks/results/bicache.jsonl` is the pass key before BM25 joined the span selection and
+before re-encoding was fixed ({config_line(old_runs) or "not present"}); bounded policies on the
+ExecuTorch engine, fp32:
+
+{accuracy_table(old_rows, "passkey")[0] if old_rows else "Not present."}
+
+`benchmarks/results/needle_before_lexical.jsonl`: the needle task with attention and the span index
+alone:
+
+{accuracy_table(old_needle_rows, "needle")[0] if old_needle_rows else "Not present."}
 """
     (docs / "benchmarks.md").write_text(text)
     print(f"wrote {docs / 'benchmarks.md'}")

@@ -20,11 +20,11 @@ def test_the_harness_runs_a_grid_and_the_report_renders_it(tiny_bundle, tmp_path
     cmd = [
         sys.executable, "-m", "benchmarks", "--bundle", str(tiny_bundle), "--engine", "onnx",
         "--tasks", "passkey", "--policies", "acre", "streaming", "--lengths", "400", "--depths", "0.5",
-        "--name", "bicache", "--out-dir", str(results),
+        "--name", "accuracy", "--out-dir", str(results),
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = [json.loads(line) for line in (results / "bicache.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (results / "accuracy.jsonl").read_text().splitlines()]
     header, cases = lines[0]["run"], lines[1:]
     assert header["config"]["policies"] == ["acre", "streaming"] and header["machine"]["cpus"]
     assert sorted(c["policy"] for c in cases) == ["acre", "streaming"]
