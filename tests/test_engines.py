@@ -70,7 +70,7 @@ def test_auto_engine_prefers_the_exported_program(tiny_bundle):
 def test_a_float16_pot_halves_the_pot_and_keeps_the_greedy_answer(
     tiny_checkpoint_dir, tiny_checkpoint, tmp_path
 ):
-    """kv_dtype float16 (acre-export's default): the pot and k_new/v_new are fp16, attention runs in fp32."""
+    """kv_dtype float16: the pot and k_new/v_new are fp16, attention runs in fp32."""
     from acre.exporter.export import export_bundle
 
     half = export_bundle(
