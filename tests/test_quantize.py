@@ -73,14 +73,15 @@ def test_quantized_program_computes_what_the_quantized_module_computes(
     assert np.abs(got.k_new - want.k_new).max() < 0.1 * np.abs(plain.k_new - want.k_new).max()
 
 
-def test_quantized_embedding_is_int8_and_close_to_the_table():
+@pytest.mark.parametrize("bits, bytes_per_weight", [(8, 1.0), (4, 0.5)])
+def test_quantized_embedding_stores_its_bits_and_stays_close_to_the_table(bits, bytes_per_weight):
     torch.manual_seed(0)
     table = torch.randn(50, 64)
-    emb = QuantizedEmbedding(table)
+    emb = QuantizedEmbedding(table, group=32, bits=bits)
     tokens = torch.tensor([0, 7, 49, 7])
-    assert emb.qweight.dtype == torch.int8
-    err = (emb(tokens) - table[tokens]).abs().max() / table.abs().max()
-    assert 0 < err < 1 / 127
+    assert emb.qweight.numel() * emb.qweight.element_size() == table.numel() * bytes_per_weight
+    err = (emb(tokens) - table[tokens]).abs().amax(-1) / table[tokens].abs().amax(-1)
+    assert 0 < err.max() <= 0.5 / (2 ** (bits - 1) - 1) + 1e-6  # half a step of the largest group
 
 
 def test_unknown_scheme_is_a_clear_error(tiny_checkpoint):

@@ -60,30 +60,58 @@ SCHEMES: dict[str, dict[str, Rule]] = {
         "lm_head": Rule(4, 32),
         "embedding": Rule(8, None),
     },
+    # 4-bit MLP only: lm_head, attention and embedding int8.
+    "8da4w-mlp-only": {
+        "mlp": Rule(4, 32),
+        "attention": Rule(8, None),
+        "lm_head": Rule(8, None),
+        "embedding": Rule(8, None),
+    },
+    # 4-bit MLP and embedding (a lookup: its error does not feed every next-token distribution);
+    # int8 attention and lm_head.
+    "8da4w-mlp-emb": {
+        "mlp": Rule(4, 32),
+        "attention": Rule(8, None),
+        "lm_head": Rule(8, None),
+        "embedding": Rule(4, 32),
+    },
 }
 DEFAULT_SCHEME = {"android": "8da4w-mlp"}  # chosen by benchmarks/quantization.py; see docs/quantization.md
 
 
 class QuantizedEmbedding(nn.Module):
-    """Token embedding with int8 rows and float32 scales (one per row or per group of columns)."""
+    """Token embedding with int8 or packed int4 rows and float32 scales (one per row or per group of
+    columns). int4 packs two columns a byte (low nibble first, offset by 8) and unpacks them with
+    integer division and remainder, which every ExecuTorch runtime has portable kernels for."""
 
-    def __init__(self, weight: torch.Tensor, group: int | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, group: int | None = None, bits: int = 8) -> None:
         super().__init__()
         vocab, dim = weight.shape
-        self.group = group or dim
-        if dim % self.group:
+        self.group, self.bits = group or dim, bits
+        if dim % self.group or dim % 2:
             raise InputError(f"embedding width {dim} is not a multiple of the group size {self.group}")
+        if bits not in (4, 8):
+            raise InputError(f"the embedding is quantized to int8 or int4, not int{bits}")
+        top = 2 ** (bits - 1) - 1  # 127 or 7
         blocks = weight.detach().float().reshape(vocab, dim // self.group, self.group)
-        scales = blocks.abs().amax(-1).clamp(min=1e-12) / 127.0
-        q = torch.round(blocks / scales.unsqueeze(-1)).clamp(-127, 127).to(torch.int8)
-        self.register_buffer("qweight", q.reshape(vocab, dim))
+        scales = blocks.abs().amax(-1).clamp(min=1e-12) / top
+        q = torch.round(blocks / scales.unsqueeze(-1)).clamp(-top, top).reshape(vocab, dim)
+        if bits == 8:
+            self.register_buffer("qweight", q.to(torch.int8))
+        else:
+            nibbles = (q + 8).to(torch.uint8).reshape(vocab, dim // 2, 2)
+            self.register_buffer("qweight", nibbles[..., 0] + 16 * nibbles[..., 1])  # [vocab, dim // 2]
         self.register_buffer("scales", scales)  # [vocab, dim // group]
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        rows = self.qweight.index_select(0, tokens).to(torch.float32)
-        scales = self.scales.index_select(0, tokens)
         c = tokens.shape[0]
-        return (rows.reshape(c, -1, self.group) * scales.unsqueeze(-1)).reshape(c, -1)
+        rows = self.qweight.index_select(0, tokens)
+        if self.bits == 4:
+            packed = rows.to(torch.int32)
+            high = torch.div(packed, 16, rounding_mode="floor")
+            rows = torch.stack((packed - 16 * high, high), dim=-1).reshape(c, -1) - 8
+        scales = self.scales.index_select(0, tokens)
+        return (rows.to(torch.float32).reshape(c, -1, self.group) * scales.unsqueeze(-1)).reshape(c, -1)
 
 
 def _part_of(fqn: str) -> str | None:
@@ -122,10 +150,14 @@ def quantize_step(step: StepModel, scheme: str) -> dict[str, Any]:
             parts[part] = {"dtype": "float32", "params": count}
             continue
         if part == "embedding":
-            if rule.bits != 8:
-                raise InputError("the embedding is quantized to int8 only")
-            step.model.embed_tokens = QuantizedEmbedding(step.model.embed_tokens.weight, rule.group)
-            parts[part] = {"dtype": "int8", "group": rule.group, "params": count, "kernel": "portable lookup"}
+            weight = step.model.embed_tokens.weight
+            step.model.embed_tokens = QuantizedEmbedding(weight, rule.group, rule.bits)
+            parts[part] = {
+                "dtype": f"int{rule.bits}",
+                "group": rule.group,
+                "params": count,
+                "kernel": "portable lookup" + (" (two int4 a byte)" if rule.bits == 4 else ""),
+            }
             continue
         if rule.group and step.g.hidden % rule.group:
             raise InputError(f"hidden size {step.g.hidden} is not a multiple of the group size {rule.group}")
