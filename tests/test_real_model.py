@@ -5,6 +5,8 @@ Run with the rest (`make test`), or alone with `pytest -m slow`; skip with `-m "
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -31,7 +33,17 @@ def checkpoint():
 
 @pytest.fixture(scope="module")
 def bundle(checkpoint, tmp_path_factory):
+    """An fp32 bundle of the real model: ACRE_TEST_BUNDLE names one already exported (for example
+    build/smollm2-android-fp32 of benchmarks/quantization.sh), else one is exported here (~8 min)."""
     from acre.exporter.export import export_bundle
+
+    reuse = os.environ.get("ACRE_TEST_BUNDLE")
+    if reuse:
+        b = Bundle.open(reuse)
+        scheme = b.programs.get("executorch", {}).get("quantization", {}).get("scheme", "fp32")
+        if scheme != "fp32" or b.kv_dtype != "float32" or b.manifest["model"]["source"] != "builtin":
+            pytest.fail(f"ACRE_TEST_BUNDLE={reuse} must be the builtin model exported with --quantize fp32")
+        return b.root
 
     # fp32 weights: these tests hold the exported program to transformers' own answers
     return export_bundle(
