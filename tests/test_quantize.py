@@ -10,12 +10,12 @@ import torch
 
 from acre.bundle import Bundle
 from acre.errors import InputError
-from acre.exporter.quantize import QuantizedEmbedding, quantize_step
+from acre.exporter.quantize import DEFAULT_SCHEME, QuantizedEmbedding, quantize_step
 from acre.runtime.engines import StepInputs, TorchEngine, open_engine
 from acre.step import StepModel
 from tests.conftest import TINY_CHUNK, TINY_POT
 
-SCHEME = "8da4w-mlp"
+SCHEME = DEFAULT_SCHEME["android"]  # int4 MLP and embedding, int8 attention and lm_head
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,13 @@ def random_inputs(bundle: Bundle, chunk: int, seed: int = 0) -> StepInputs:
 def test_the_manifest_records_the_scheme_of_the_executorch_program(quantized_bundle):
     record = Bundle.open(quantized_bundle).programs["executorch"]["quantization"]
     assert record["scheme"] == SCHEME
-    assert record["parts"]["mlp"]["dtype"] == "int4" and record["parts"]["attention"]["dtype"] == "int8"
+    parts = record["parts"]
+    assert [parts[p]["dtype"] for p in ("mlp", "embedding", "attention", "lm_head")] == [
+        "int4",
+        "int4",
+        "int8",
+        "int8",
+    ]
 
 
 def test_quantized_program_is_smaller_than_fp32(quantized_bundle, tiny_bundle):
