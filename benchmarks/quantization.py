@@ -232,7 +232,7 @@ def main() -> None:
                 "bundle": name,
                 "pte_bytes": pte.stat().st_size,
                 "bundle_bytes": total,
-                "quantization": m.get("quantization"),
+                "quantization": m["programs"]["executorch"].get("quantization", m.get("quantization")),
                 "kv_dtype": bundle.kv_dtype,
                 "export_seconds": m["programs"]["executorch"].get("export_seconds"),
             }
@@ -248,7 +248,7 @@ def main() -> None:
                 "kv_dtype": bundle.kv_dtype,
                 **compare(ref, got),
                 "config": config,
-                "quantization": m.get("quantization"),
+                "quantization": m["programs"]["executorch"].get("quantization", m.get("quantization")),
             }
         )
         del engine

@@ -145,12 +145,11 @@ def quantization_section(results: Path) -> str:
     lines = [f"Run {last} (`benchmarks/results/quantization.jsonl`), {rows[0]['env']['cpus']} CPUs.", ""]
     sizes = [r for r in rows if r["kind"] == "size"]
     if sizes:
-        lines += ["| bundle | scheme | KV | model.pte | whole bundle |", "|---|---|---|---|---|"]
+        lines += ["| bundle (scheme) | KV | model.pte | whole bundle |", "|---|---|---|---|"]
         for r in sizes:
-            q = r.get("quantization") or {}
             lines.append(
-                f"| {r['bundle']} | {q.get('scheme', q.get('weights'))} | {r['kv_dtype']} "
-                f"| {r['pte_bytes'] / 1e6:,.1f} MB | {r['bundle_bytes'] / 1e6:,.1f} MB |"
+                f"| {r['bundle']} | {r['kv_dtype']} | {r['pte_bytes'] / 1e6:,.1f} MB "
+                f"| {r['bundle_bytes'] / 1e6:,.1f} MB |"
             )
         lines.append("")
     quality = [r for r in rows if r["kind"] == "quality"]

@@ -76,7 +76,7 @@ SCHEMES: dict[str, dict[str, Rule]] = {
         "embedding": Rule(4, 32),
     },
 }
-DEFAULT_SCHEME = {"android": "8da4w-mlp-emb"}  # chosen by benchmarks/quantization.py; see docs/quantization.md
+DEFAULT_SCHEME = {"android": "8da4w-mlp-emb"}  # chosen by benchmarks/quantization.py (docs/quantization.md)
 
 
 class QuantizedEmbedding(nn.Module):
