@@ -10,6 +10,7 @@ from pathlib import Path
 from acre.errors import AcreError
 from acre.exporter.export import DEFAULT_CHUNK, DEFAULT_POT, TARGETS, export_bundle
 from acre.exporter.quantize import DEFAULT_SCHEME, SCHEMES
+from acre.logs import quiet_libraries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     # acre's own progress at INFO; other libraries (torchao lists its optional CUDA kernels) at WARNING
     logging.basicConfig(level=logging.WARNING, format="acre-export: %(message)s")
     logging.getLogger("acre").setLevel(logging.INFO)
+    quiet_libraries()
     targets = list(TARGETS) if args.target == "all" else [args.target]
     try:
         out = export_bundle(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from acre.budget import parse_bytes
 from acre.errors import AcreError, InputError
+from acre.logs import quiet_libraries
 from acre.runtime.engines import ENGINES
 from acre.runtime.policies import POLICIES
 
@@ -80,6 +81,7 @@ def profile(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     parser = argparse.ArgumentParser(prog="acre", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
