@@ -94,3 +94,13 @@ def test_unknown_scheme_is_a_clear_error(tiny_checkpoint):
     step = StepModel.from_hf(tiny_checkpoint.model)
     with pytest.raises(InputError, match="unknown quantization scheme 'int3'"):
         quantize_step(step, "int3")
+
+
+def test_export_refuses_an_unknown_scheme_or_kv_dtype_before_loading_the_model(tmp_path):
+    from acre.exporter.export import export_bundle
+
+    missing = str(tmp_path / "no-such-checkpoint")  # loading it would fail with another error
+    with pytest.raises(InputError, match="unknown quantization scheme 'int3'"):
+        export_bundle(tmp_path / "b", ["android"], missing, quantize="int3")
+    with pytest.raises(InputError, match="kv_dtype 'bfloat16' is not float32 or float16"):
+        export_bundle(tmp_path / "b", ["android"], missing, kv_dtype="bfloat16")
