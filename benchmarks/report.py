@@ -135,58 +135,73 @@ def crash_summary(results: Path) -> str:
     )
 
 
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
 def quantization_section(results: Path) -> str:
     path = results / "quantization.jsonl"  # one record per line, each with its run id and environment
     if not path.is_file():
-        return "Not run yet: `python -m benchmarks.quantization` (see its docstring)."
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    last = rows[-1]["run"]
-    rows = [r for r in rows if r["run"] == last]
-    lines = [f"Run {last} (`benchmarks/results/quantization.jsonl`), {rows[0]['env']['cpus']} CPUs.", ""]
-    sizes = [r for r in rows if r["kind"] == "size"]
-    if sizes:
-        lines += ["| bundle (scheme) | KV | model.pte | whole bundle |", "|---|---|---|---|"]
-        for r in sizes:
-            lines.append(
-                f"| {r['bundle']} | {r['kv_dtype']} | {r['pte_bytes'] / 1e6:,.1f} MB "
-                f"| {r['bundle_bytes'] / 1e6:,.1f} MB |"
-            )
-        lines.append("")
-    quality = [r for r in rows if r["kind"] == "quality"]
-    if quality:
-        lines += [
-            "Next-token distributions against fp32 eager, position by position through the decode entry "
-            f"point ({quality[0]['positions']} positions of the essays):",
-            "",
-            "| program | source | mean KL (nats) | KL p95 | top-1 agreement |",
-            "|---|---|---|---|---|",
-        ]
-        for r in quality:
-            lines.append(
-                f"| {r.get('bundle') or r.get('scheme')} | {r['source']} | {r['kl_mean']:.4f} "
-                f"| {r['kl_p95']:.4f} | {r['top1_agreement']:.1%} |"
-            )
-        lines.append("")
+        return "Not run yet: `benchmarks/quantization.sh`."
+    every = [json.loads(line) for line in path.read_text().splitlines()]
+    last = every[-1]["run"]
+    rows = [r for r in every if r["run"] == last]
+    cpus = rows[0]["env"]["cpus"]
+    lines = [f"`benchmarks/quantization.sh` (`benchmarks/results/quantization.jsonl`), {cpus} CPUs."]
+    lines += ["", f"Sizes, speed and pass key from the last run ({last}):", ""]
+    lines += md_table(
+        ["bundle (scheme)", "KV", "model.pte", "whole bundle"],
+        [
+            [
+                r["bundle"],
+                r["kv_dtype"],
+                f"{r['pte_bytes'] / 1e6:,.1f} MB",
+                f"{r['bundle_bytes'] / 1e6:,.1f} MB",
+            ]
+            for r in rows
+            if r["kind"] == "size"
+        ],
+    )
     speed = [r for r in rows if r["kind"] == "speed"]
     if speed:
-        lines += [
-            f"Speed of the ExecuTorch programs, one after another in one process (ratios against "
-            f"{speed[0]['baseline']}):",
-            "",
-            "| bundle | ingest tok/s | ratio | decode tok/s | ratio |",
-            "|---|---|---|---|---|",
-        ]
-        for r in speed:
-            lines.append(
-                f"| {r['bundle']} | {r['ingest_tok_s']:.0f} | {r['ingest_ratio']:.2f} "
-                f"| {r['decode_tok_s']:.1f} | {r['decode_ratio']:.2f} |"
-            )
-        lines.append("")
+        base = speed[0]["baseline"]
+        lines += [f"ExecuTorch programs one after another in one process, ratios against {base}:", ""]
+        lines += md_table(
+            ["bundle", "ingest tok/s", "ratio", "decode tok/s", "ratio"],
+            [
+                [
+                    r["bundle"],
+                    f"{r['ingest_tok_s']:.0f}",
+                    f"{r['ingest_ratio']:.2f}",
+                    f"{r['decode_tok_s']:.1f}",
+                    f"{r['decode_ratio']:.2f}",
+                ]
+                for r in speed
+            ],
+        )
     for r in (r for r in rows if r["kind"] == "passkey"):
         lines.append(
             f"Pass key at {r['length']:,} tokens (acre, ExecuTorch, depths 10/50/90%), {r['bundle']}: "
             f"{r['correct']}/{r['of']}."
         )
+    quality = [r for r in every if r["kind"] == "quality"]
+    lines += ["", "Next-token distributions against fp32 eager through the decode entry point, all runs:", ""]
+    lines += md_table(
+        ["run", "program", "source", "positions", "mean KL (nats)", "KL p95", "top-1 agreement"],
+        [
+            [
+                r["run"],
+                r.get("bundle") or r.get("scheme"),
+                r["source"],
+                str(r["positions"]),
+                f"{r['kl_mean']:.4f}",
+                f"{r['kl_p95']:.4f}",
+                f"{r['top1_agreement']:.1%}",
+            ]
+            for r in quality
+        ],
+    )
     return "\n".join(lines)
 
 
