@@ -20,6 +20,7 @@ FORMAT = "acre-bundle"
 VERSION = 1
 MANIFEST = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
+KV_DTYPES = ("float32", "float16")  # what step.kv_dtype may be
 
 # target name -> (engine that runs it, program file)
 PROGRAM_FILES = {"executorch": "model.pte", "onnx": "model.onnx", "coreml": "model.mlpackage"}
@@ -160,7 +161,7 @@ def _check_fields(m: dict[str, Any]) -> None:
     step = m["step"]
     _positive_int(step["chunk"], "step.chunk")
     _positive_int(step["pot"], "step.pot")
-    if step["kv_dtype"] not in ("float32", "float16"):
+    if step["kv_dtype"] not in KV_DTYPES:
         raise ValueError(f"step.kv_dtype {step['kv_dtype']!r} is not float32 or float16")
     heads = step["signal_heads"]
     if not isinstance(heads, list) or not all(

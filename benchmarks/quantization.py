@@ -1,8 +1,10 @@
 """What weight quantization costs the ExecuTorch program of the built-in model, against fp32.
 
     .venv/bin/python -m benchmarks.quantization \
-        --bundle fp32=build/smollm2-android-fp32 --bundle 8da4w-mlp=build/smollm2-android \
-        --eager-schemes 8da8w 8da4w 8da4w-mlp
+        --bundle fp32=build/smollm2-android-fp32 --bundle 8da4w-mlp-emb=build/smollm2-android \
+        --eager-schemes 8da8w 8da4w 8da4w-mlp 8da4w-mlp-only --passkey fp32 8da4w-mlp-emb
+
+(benchmarks/quantization.sh exports the two bundles first.)
 
 One JSON line per measurement is appended to benchmarks/results/quantization.jsonl:
 

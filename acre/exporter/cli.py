@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from acre.bundle import KV_DTYPES
 from acre.errors import AcreError
 from acre.exporter.export import DEFAULT_CHUNK, DEFAULT_POT, TARGETS, export_bundle
 from acre.exporter.quantize import DEFAULT_SCHEME, SCHEMES
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--kv-dtype",
-        choices=["float16", "float32"],
+        choices=list(KV_DTYPES),
         default="float32",
         help="the pot's keys and values; float16 halves the pot's RAM for the Python, ONNX and Core ML "
         "runtimes, but ExecuTorch's Java API (android_demo) has no float16 tensors",

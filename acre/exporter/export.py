@@ -14,13 +14,13 @@ import torch
 
 import acre
 from acre.budget import parse_bytes, slots_for_budget
-from acre.bundle import TOKENIZER_DIR, file_entries, write_manifest
+from acre.bundle import KV_DTYPES, TOKENIZER_DIR, file_entries, write_manifest
 from acre.errors import InputError
 from acre.exporter.calibrate import find_retrieval_heads
 from acre.exporter.checkpoint import Checkpoint, load_checkpoint
 from acre.exporter.coreml import export_coreml
 from acre.exporter.programs import export_executorch, export_onnx
-from acre.exporter.quantize import DEFAULT_SCHEME, SCHEMES, quantize_step
+from acre.exporter.quantize import DEFAULT_SCHEME, check_scheme, quantize_step
 from acre.geometry import Geometry
 from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
 
@@ -66,10 +66,10 @@ def export_bundle(
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise InputError(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
-    if kv_dtype not in ("float32", "float16"):
+    if kv_dtype not in KV_DTYPES:
         raise InputError(f"kv_dtype {kv_dtype!r} is not float32 or float16")
-    if quantize is not None and quantize not in SCHEMES:
-        raise InputError(f"unknown quantization scheme {quantize!r}; choose from {', '.join(SCHEMES)}")
+    if quantize is not None:
+        check_scheme(quantize)  # before the checkpoint loads: a typo should not cost a minute
     checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
     if budget is not None:
         pot = slots_for_budget(

@@ -8,8 +8,9 @@ embedding), how its weights are stored:
   channel or int4 in groups of 32 along the input (XNNPACK has no int8 group kernels).
 * The embedding is a lookup, not a matmul, and torchao's weight-only path leaves a
   `torchao::dequantize_affine` that the ExecuTorch runtime has no kernel for. `QuantizedEmbedding`
-  below does the lookup with plain ops instead (index_select on int8 rows, times the rows' group
-  scales), which every ExecuTorch runtime (the pip one, the Android AAR) has portable kernels for.
+  below does the lookup with plain ops instead (index_select on int8 rows, or on packed int4 rows
+  unpacked by integer division, times the rows' group scales), which every ExecuTorch runtime
+  (the pip one, the Android AAR) has portable kernels for.
 
 `quantize_step(step, scheme)` changes the module in place and returns the manifest record of what
 was done. Only the ExecuTorch target uses it; the Core ML program records its own compression.
@@ -132,10 +133,14 @@ def _params(step: StepModel, part: str) -> int:
     )
 
 
-def quantize_step(step: StepModel, scheme: str) -> dict[str, Any]:
-    """Quantize `step` in place by `scheme`; return the manifest's `quantization` record."""
+def check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
         raise InputError(f"unknown quantization scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+
+
+def quantize_step(step: StepModel, scheme: str) -> dict[str, Any]:
+    """Quantize `step` in place by `scheme`; return the manifest's `quantization` record."""
+    check_scheme(scheme)
     rules = SCHEMES[scheme]
     if not rules:
         return {"scheme": "fp32", "weights": "float32", "activations": "float32"}
