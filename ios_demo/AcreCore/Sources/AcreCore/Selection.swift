@@ -6,20 +6,12 @@ import Foundation
 public enum Selection {
     /// One score per span from (a) the question's attention mass on each span's L1 entries normalised to
     /// sum 1, (b) the span index's scores (-infinity where the tree search did not reach) as a softmax and
-    /// (c) lexical BM25 scores normalised to sum 1: the mean of the parts given, summed in that order.
+    /// (c) lexical BM25 scores, standardised, as a softmax: the mean of the parts given, summed in that order.
     public static func combineScores(attention: [Double]?, indexZ: [Double]?, lexical: [Double]? = nil) throws -> [Double] {
         var parts: [[Double]] = []
         if let attention { parts.append(normalised(attention)) }
-        if let indexZ, !indexZ.isEmpty {
-            let top = indexZ.max()!
-            let b = indexZ.map { Exp.exp($0 - top) }  // correctly rounded: the same bits everywhere
-            var total = 0.0
-            for value in b { total += value }
-            parts.append(b.map { $0 / total })
-        } else if indexZ != nil {
-            parts.append([])
-        }
-        if let lexical { parts.append(normalised(lexical)) }
+        if let indexZ { parts.append(softmax(indexZ)) }
+        if let lexical { parts.append(softmax(standardised(lexical))) }
         guard let first = parts.first else {
             throw InputError("no span scores: need attention, index or lexical scores")
         }
@@ -30,6 +22,28 @@ public enum Selection {
             for i in total.indices { total[i] += part[i] }
         }
         return total.map { $0 / Double(parts.count) }
+    }
+
+    /// exp(z - max) over its sequential sum, with the correctly rounded exp: the same bits everywhere.
+    static func softmax(_ z: [Double]) -> [Double] {
+        guard let top = z.max() else { return [] }
+        let b = z.map { Exp.exp($0 - top) }
+        var total = 0.0
+        for value in b { total += value }
+        return b.map { $0 / total }
+    }
+
+    /// (x - mean) / std (population std, sequential sums); all zeros when x is constant.
+    static func standardised(_ x: [Double]) -> [Double] {
+        guard !x.isEmpty else { return [] }
+        var sum = 0.0
+        for value in x { sum += value }
+        let mean = sum / Double(x.count)
+        let d = x.map { $0 - mean }
+        var squares = 0.0
+        for value in d { squares += value * value }
+        let std = (squares / Double(x.count)).squareRoot()
+        return std > 0 ? d.map { $0 / std } : d.map { _ in 0.0 }
     }
 
     /// x divided by its sequential sum (np.cumsum(x)[-1]) when that sum is positive, else x.

@@ -16,25 +16,14 @@ public final class Selection {
 
     /**
      * One score per span from (a) the attention mass normalised to sum 1, (b) the softmax of the index
-     * scores (-infinity where the tree search did not reach) and (c) the lexical BM25 scores
-     * normalised to sum 1: the mean of the parts given (null = not used), summed in that order.
+     * scores (-infinity where the tree search did not reach) and (c) the softmax of the lexical BM25
+     * scores' standard scores: the mean of the parts given (null = not used), summed in that order.
      */
     public static double[] combineScores(double[] attention, double[] indexZ, double[] lexical) {
         List<double[]> parts = new ArrayList<>();
         if (attention != null) parts.add(normalised(attention));
-        if (indexZ != null) {
-            double max = Double.NEGATIVE_INFINITY;
-            for (double z : indexZ) max = Math.max(max, z);
-            double[] b = new double[indexZ.length];
-            double total = 0;
-            for (int i = 0; i < b.length; i++) {
-                b[i] = Exp.exp(indexZ[i] - max);  // correctly rounded: the same bits everywhere
-                total += b[i];
-            }
-            for (int i = 0; i < b.length; i++) b[i] = b[i] / total;
-            parts.add(b);
-        }
-        if (lexical != null) parts.add(normalised(lexical));
+        if (indexZ != null) parts.add(softmax(indexZ));
+        if (lexical != null) parts.add(softmax(standardised(lexical)));
         if (parts.isEmpty()) throw new IllegalArgumentException("no span scores: need attention, index or lexical scores");
         if (parts.size() == 1) return parts.get(0);
         double[] out = parts.get(0).clone();
@@ -43,6 +32,36 @@ public final class Selection {
         }
         for (int i = 0; i < out.length; i++) out[i] /= parts.size();
         return out;
+    }
+
+    /** exp(z - max) / its sequential sum, with the correctly rounded exp: the same bits everywhere. */
+    private static double[] softmax(double[] z) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (double v : z) max = Math.max(max, v);
+        double[] b = new double[z.length];
+        double total = 0;
+        for (int i = 0; i < b.length; i++) {
+            b[i] = Exp.exp(z[i] - max);
+            total += b[i];
+        }
+        for (int i = 0; i < b.length; i++) b[i] = b[i] / total;
+        return b;
+    }
+
+    /** (x - mean) / std (population std, sequential sums); all zeros when x is constant. */
+    static double[] standardised(double[] x) {
+        double sum = 0;
+        for (double v : x) sum += v;
+        double mean = sum / x.length;
+        double[] d = new double[x.length];
+        double squares = 0;
+        for (int i = 0; i < x.length; i++) {
+            d[i] = x[i] - mean;
+            squares += d[i] * d[i];
+        }
+        double std = Math.sqrt(squares / x.length);
+        for (int i = 0; i < d.length; i++) d[i] = std > 0 ? d[i] / std : 0.0;
+        return d;
     }
 
     /** x / its sequential sum (as np.cumsum(x)[-1]) when that sum is positive, else x. */
