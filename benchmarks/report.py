@@ -205,6 +205,150 @@ def quantization_section(results: Path) -> str:
     return "\n".join(lines)
 
 
+def found(rows: list[dict]) -> str:
+    graded = [r for r in rows if "correct" in r]
+    return f"{sum(r['correct'] for r in graded)}/{len(graded)}" if graded else "–"
+
+
+def ablation_section(results: Path) -> str:
+    runs, rows = load("ablation", results)
+    if not rows:
+        return "Not run yet: `benchmarks/ablation.sh`."
+    lengths = sorted({r["length"] for r in rows if "correct" in r})
+    _, reference = load("accuracy", results)  # the unablated acre, same prompts and pot
+    reference = [r for r in reference if r.get("policy") == "acre" and not r.get("switches")]
+    tasks = sorted({r["task"] for r in rows if "correct" in r})
+    table = []
+    for name, mine in [("acre (all parts on)", reference)] + [
+        (label(r), [x for x in rows if label(x) == label(r)]) for r in {label(r): r for r in rows}.values()
+    ]:
+        table.append(
+            [name]
+            + [
+                found([r for r in mine if r["task"] == t and r["length"] == n])
+                for t in tasks
+                for n in lengths
+            ]
+        )
+    header = ["acre with", *(f"{t} {n // 1000}k" for t in tasks for n in lengths)]
+    intro = (
+        "`benchmarks/ablation.sh` (`benchmarks/results/ablation.jsonl`): one part of acre's span "
+        "scoring or refill turned off at a time; same prompts, 1,024-slot pot and eager engine as "
+        f"the accuracy tables (the first row is their acre). {config_line(runs)}"
+    )
+    return "\n".join([intro, "", *md_table(header, table)])
+
+
+def potsize_section(results: Path, plots: Path) -> str:
+    runs, rows = load("potsizes", results)
+    rows = [r for r in rows if "correct" in r]
+    if not rows:
+        return "Not run yet: `benchmarks/potsizes.sh`."
+    tasks = sorted({r["task"] for r in rows})
+    pots = sorted({r["pot_slots"] for r in rows})
+    lengths = sorted({r["length"] for r in rows})
+    table = [
+        [f"{pot:,}", *(found([r for r in rows if r["pot_slots"] == pot and r["task"] == t]) for t in tasks),
+         f"{max(r['peak_rss_bytes'] for r in rows if r['pot_slots'] == pot) / 2**20:,.0f} MiB",
+         f"{np.mean([len(r['spans']) for r in rows if r['pot_slots'] == pot]):.1f}"]
+        for pot in pots
+    ]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for t in tasks:
+        share = [
+            np.mean([r["correct"] for r in rows if r["pot_slots"] == pot and r["task"] == t]) for pot in pots
+        ]
+        ax.plot(pots, share, marker="o", label=t)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(pots, [str(p) for p in pots])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("pot slots")
+    ax.set_ylabel("share found")
+    ax.set_title(f"acre at {', '.join(f'{n // 1000}k' for n in lengths)} tokens against pot size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(plots / "accuracy_vs_pot.png", dpi=110)
+    plt.close(fig)
+    intro = (
+        "`benchmarks/potsizes.sh` (`benchmarks/results/potsizes.jsonl`): acre, eager engine, "
+        f"{', '.join(f'{n:,}' for n in lengths)}-token documents, depths 10/50/90%; the 256-slot pot "
+        f"is exported with 32-token chunks, the others with 128. {config_line(runs)}"
+    )
+    header = ["pot slots", *tasks, "peak RSS", "spans refilled"]
+    return "\n".join(
+        [intro, "", *md_table(header, table), "![accuracy against pot size](plots/accuracy_vs_pot.png)"]
+    )
+
+
+def anchor_section(results: Path, plots: Path) -> str:
+    runs, rows = load("anchor", results)
+    rows = [r for r in rows if "correct" in r]
+    if not rows:
+        return "Not run yet: `benchmarks/anchor.sh`."
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["policy"], r.get("engine"), r["length"])].append(r)
+    acre_engine = next((e for p, e, _ in by if p == "acre"), None)
+    table = []
+    for n in sorted({r["length"] for r in rows}):
+        base, mine = by.get(("llamacpp", "llama.cpp", n), []), by.get(("acre", acre_engine, n), [])
+        if not base or not mine:
+            continue
+
+        def mean(rs: list[dict], key: str) -> float:
+            return float(np.mean([r[key] for r in rs if r.get(key)]))
+
+        table.append([
+            f"{n:,}",
+            f"{found(base)} / {found(mine)}",
+            f"{mean(base, 'ingest_tok_s'):.0f} / {mean(mine, 'ingest_tok_s'):.0f} "
+            f"(**{mean(mine, 'ingest_tok_s') / mean(base, 'ingest_tok_s'):.2f}x**)",
+            f"{mean(base, 'first_token_s'):.2f} / {mean(mine, 'first_token_s'):.2f} s",
+            f"{mean(base, 'decode_tok_s'):.1f} / {mean(mine, 'decode_tok_s'):.1f} "
+            f"(**{mean(mine, 'decode_tok_s') / mean(base, 'decode_tok_s'):.2f}x**)",
+            f"{max(r['peak_rss_bytes'] for r in base) / 2**20:,.0f} / "
+            f"{max(r['peak_rss_bytes'] for r in mine) / 2**20:,.0f} MiB",
+        ])  # fmt: skip
+    threads = sorted({r.get("threads") for r in rows if r["policy"] == "llamacpp"})
+    intro = (
+        "`benchmarks/anchor.sh` (`benchmarks/results/anchor.jsonl`): llama.cpp (llama-cpp-python 0.3.36, "
+        f"{'/'.join(map(str, threads))} threads, the same Q4_1 GGUF, full attention, n_ctx 8,192) and acre "
+        f"({acre_engine}, the shipped quantized program, 1,024-slot pot) one after the other on the same "
+        "pass-key and needle prompts (the same token ids). Each cell: llama.cpp / acre, ratio acre ÷ "
+        "llama.cpp. llama.cpp's ingest is its prefill of document and question together, and its first "
+        "token comes after that prefill; acre's first token is timed from the question, after ingest. "
+        "The peak RSS of llama.cpp is its whole process; acre's is reset after the program is loaded. "
+        f"{config_line(runs)}"
+    )
+    header = ["tokens", "found", "ingest tok/s", "first token", "decode tok/s", "peak RSS"]
+    return "\n".join([intro, "", *md_table(header, table)])
+
+
+def ingest_plot(results: Path, out: Path) -> bool:
+    """Ingest tokens/s against length for every (policy, engine) measured, each from its own run."""
+    series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for name in ("accuracy", "memory", "anchor"):
+        for r in load(name, results)[1]:
+            if r.get("ingest_tok_s") and not r.get("switches"):
+                series[f"{r['policy']} ({r.get('engine')}, {name})"][r["length"]].append(r["ingest_tok_s"])
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key, points in sorted(series.items()):
+        lengths = sorted(points)
+        ax.plot(lengths, [np.median(points[n]) for n in lengths], marker="o", label=key)
+    ax.set_xscale("log")
+    ax.set_xlabel("document tokens")
+    ax.set_ylabel("ingest tokens/s (median)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    ax.set_title("ingest speed against length, 2 cores")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def config_line(runs: list[dict]) -> str:
     if not runs:
         return ""
@@ -254,6 +398,8 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
         return f"## {title}\n\n{text}\n\n{tables[task]}\n\n![{task} heatmap](plots/{task}_heatmap.png)\n"
 
     memory_machine = config_line(load("memory", results)[0])
+    has_ingest = ingest_plot(results, plots / "ingest_vs_length.png")
+    ingest_figure = "![ingest speed](plots/ingest_vs_length.png)" if has_ingest else ""
     text = f"""# Benchmarks
 
 Rendered by `python -m benchmarks.report` from `benchmarks/results/*.jsonl`; every line of those
@@ -278,6 +424,20 @@ document built, so it covers ingest and one question. The pot is allocated once.
 {resource_table(memory_rows) if memory_rows else "Not run yet."}
 
 ![peak RSS](plots/rss_vs_length.png)
+
+## Speed against llama.cpp
+
+{anchor_section(results, plots)}
+
+{ingest_figure}
+
+## Accuracy against pot size
+
+{potsize_section(results, plots)}
+
+## Ablations
+
+{ablation_section(results)}
 
 ## Quantization of the ExecuTorch program
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from acre.errors import InputError
 from acre.runtime.session import Session
-from benchmarks.tasks import TASKS
+from benchmarks.tasks import TASKS, Case
+
+HERE = Path(__file__).resolve().parent
+LLAMACPP_PYTHON = HERE / ".llamacpp-venv" / "bin" / "python"  # built by benchmarks/setup_llamacpp.sh
 
 
 def reset_peak_rss() -> None:
@@ -46,12 +52,17 @@ def main() -> None:
     for item in args.switch:
         name, value = item.split("=")
         switches[name] = {"true": True, "false": False}.get(value, int(value) if value.isdigit() else value)
-    session = Session(args.bundle, engine=args.engine, policy=args.policy, **switches)
+    # the llama.cpp anchor borrows the `full` session only for its prompt ids
+    policy = "full" if args.policy == "llamacpp" else args.policy
+    session = Session(args.bundle, engine=args.engine, policy=policy, **switches)
     # The documents are built first, so the harness's own tokenizing is not in acre's peak RSS.
     cases = [
         TASKS[args.task](session.tokenizer, args.length, depth, seed=args.seed * 1000 + i)
         for i, depth in enumerate(args.depths)
     ]
+    if args.policy == "llamacpp":
+        run_llamacpp(session, cases, args)
+        return
     reset_peak_rss()
     for case in cases:
         depth = case.depth
@@ -108,6 +119,81 @@ def main() -> None:
                 "pot_slots": session.pot.capacity,
                 "peak_rss_bytes": peak_rss_bytes(),  # since the reset: model loaded, documents built
             }
+        print(json.dumps(record), flush=True)
+
+
+def gguf_of(session: Session) -> Path:
+    """The GGUF the bundle was exported from: llama.cpp runs the very same weights."""
+    from acre.exporter.checkpoint import BUILTIN, builtin_gguf
+
+    source = session.bundle.manifest["model"]["source"]
+    path = builtin_gguf() if source == BUILTIN else Path(source)
+    if path.suffix != ".gguf" or not path.is_file():
+        raise SystemExit(f"llamacpp: the bundle's model {source!r} is not a GGUF on this machine")
+    return path
+
+
+def run_llamacpp(session: Session, cases: list[Case], args: argparse.Namespace) -> None:
+    """The outside anchor: llama.cpp, full attention on the same GGUF, fed the very token ids the
+    `full` policy ingests (document, then question), with as many threads as torch uses here."""
+    import torch
+
+    if not LLAMACPP_PYTHON.is_file():
+        raise SystemExit("llamacpp: run benchmarks/setup_llamacpp.sh first (builds llama-cpp-python)")
+    with tempfile.TemporaryDirectory(prefix="acre-llamacpp-") as tmp:
+        prompts, results = Path(tmp) / "prompts.jsonl", Path(tmp) / "results.jsonl"
+        with prompts.open("w") as f:
+            for i, case in enumerate(cases):
+                ids = session.document_prompt_ids(case.document) + session.question_prompt_ids(case.question)
+                f.write(json.dumps({"id": str(i), "prompt_ids": ids}) + "\n")
+        threads = torch.get_num_threads()
+        subprocess.run(
+            [
+                str(LLAMACPP_PYTHON),
+                str(HERE / "llamacpp_anchor.py"),
+                "--gguf",
+                str(gguf_of(session)),
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(results),
+                "--threads",
+                str(threads),
+                "--n-ctx",
+                str(session.geometry.window),
+                "--max-new-tokens",
+                str(args.max_new_tokens),
+            ],
+            check=True,
+            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},  # no spinning threads on a shared machine
+        )
+        outputs = [json.loads(line) for line in results.read_text().splitlines()]
+    for case, out in zip(cases, outputs, strict=True):
+        record: dict[str, Any] = {
+            "task": args.task,
+            "policy": "llamacpp",
+            "engine": "llama.cpp",
+            "threads": threads,
+            "length": args.length,
+            "depth": case.depth,
+        }
+        if "skipped" in out:
+            record["skipped"] = f"{out['prompt_tokens']} tokens do not fit llama.cpp's n_ctx"
+        else:
+            reply = out["answer_text"]
+            record.update(
+                document_tokens=out["prompt_tokens"],
+                answer=case.answer,
+                reply=reply,
+                correct=case.correct(reply),
+                **({"f1": round(case.f1(reply), 3)} if case.answers else {}),
+                # llama.cpp prefills document and question at once: its prefill is its ingest
+                ingest_s=out["prefill_seconds"],
+                ingest_tok_s=out["prefill_tok_s"],
+                first_token_s=out["prefill_seconds"],
+                decode_tok_s=out["decode_tok_s"],
+                peak_rss_bytes=out["peak_rss_bytes"],  # the whole llama.cpp process, monotone
+            )
         print(json.dumps(record), flush=True)
 
 

@@ -3,6 +3,8 @@
 passkey  the classic pass-key haystack (Mohtashami & Jaggi, 2023): repeated filler sentences
          with "The pass key is NNNNN." at the depth; the answer must contain the number.
 needle   a sentence hidden in Paul Graham's essays (../shared/data); the answer must name its fact.
+needles  three such sentences with different facts, a third of the document apart; the question asks
+         for the one at the depth (which one of the three is asked turns with the seed).
 squad    multi-document QA: a SQuAD v1.1 dev paragraph holding the answer at the depth, among other
          SQuAD paragraphs (distractors that contain a gold answer are dropped); scored by normalised
          substring (any gold answer) and token F1.
@@ -29,6 +31,20 @@ NEEDLE = (
     "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day. ",
     "What is the best thing to do in San Francisco?",
     "dolores park",
+)
+
+# (sentence, question, lower-case fact the answer must contain) for the several-needles task
+OTHER_NEEDLES = (
+    (
+        "The secret ingredient in Grandma Rosa's tomato soup is smoked paprika from Hungary. ",
+        "What is the secret ingredient in Grandma Rosa's tomato soup?",
+        "paprika",
+    ),
+    (
+        "The old lighthouse keeper on Bell Island keeps his spare key inside a blue teapot. ",
+        "Where does the old lighthouse keeper on Bell Island keep his spare key?",
+        "teapot",
+    ),
 )
 
 
@@ -73,13 +89,30 @@ def passkey(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
     return Case("passkey", length, depth, doc, "What is the pass key?", key)
 
 
-def needle(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
+@cache
+def essays() -> str:
     if not ESSAYS.is_dir():
-        raise FileNotFoundError(f"{ESSAYS}: the essays of shared/data are needed for the needle task")
-    essays = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(ESSAYS.glob("*.txt")))
+        raise FileNotFoundError(f"{ESSAYS}: the essays of shared/data are needed for the needle tasks")
+    return "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(ESSAYS.glob("*.txt")))
+
+
+def needle(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
     sentence, question, answer = NEEDLE
-    doc = insert_at(fill_to(tokenizer, essays, length), sentence, depth)
+    doc = insert_at(fill_to(tokenizer, essays(), length), sentence, depth)
     return Case("needle", length, depth, doc, question, answer)
+
+
+def needles(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
+    """Three needles a third of the document apart; the one at `depth` is asked for."""
+    facts = [NEEDLE, *OTHER_NEEDLES]
+    asked = seed % len(facts)
+    doc = fill_to(tokenizer, essays(), length)
+    # deepest first, so each insertion leaves the shallower depths where they were
+    placed = sorted(((depth + k / 3) % 1.0, (asked + k) % len(facts)) for k in range(3))
+    for at, which in reversed(placed):
+        doc = insert_at(doc, facts[which][0], at)
+    _, question, answer = facts[asked]
+    return Case("needles", length, depth, doc, question, answer)
 
 
 @cache
@@ -114,4 +147,4 @@ def squad(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
     return Case("squad", length, depth, document, qa["question"], answers[0].lower(), answers)
 
 
-TASKS = {"passkey": passkey, "needle": needle, "squad": squad}
+TASKS = {"passkey": passkey, "needle": needle, "needles": needles, "squad": squad}

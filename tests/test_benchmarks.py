@@ -60,3 +60,20 @@ def test_the_squad_task_hides_the_gold_paragraph_among_distractors_without_the_a
     reply = f"The answer is {case.answers[0]}."
     assert case.correct(reply) and case.f1(reply) > 0.3
     assert not case.correct("I do not know.") and case.f1("I do not know.") == 0.0
+
+
+def test_the_several_needles_task_hides_three_facts_and_asks_for_the_one_at_the_depth():
+    from benchmarks.tasks import NEEDLE, OTHER_NEEDLES, needles
+
+    tokenizer = make_tokenizer()
+    facts = [NEEDLE, *OTHER_NEEDLES]
+    for seed in range(3):
+        case = needles(tokenizer, 3000, 0.2, seed=seed)
+        where = {f[2]: case.document.index(f[0]) / len(case.document) for f in facts}
+        assert all(f[0] in case.document for f in facts)
+        asked = next(f for f in facts if f[1] == case.question)
+        assert case.answer == asked[2] and abs(where[asked[2]] - 0.2) < 0.05
+        others = sorted(v for k, v in where.items() if k != asked[2])
+        assert abs(others[0] - 0.53) < 0.05 and abs(others[1] - 0.87) < 0.05
+        assert case.correct(f"It is {asked[2]}.") and not case.correct("I do not know.")
+    assert len({needles(tokenizer, 3000, 0.5, seed=s).question for s in range(3)}) == 3
