@@ -223,3 +223,23 @@ def test_lexical_scores_are_bm25_over_span_token_ids():
     assert np.allclose(index.scores(query), want)
     ids[130:133] = [777, 778, 779]  # a rare sequence in span 2
     assert int(np.argmax(LexicalIndex(ids, 64).scores([777, 779, 3]))) == 2
+
+
+def test_a_lexical_outlier_is_not_outvoted_by_bm25_spread_over_every_span():
+    """The 32k needle, in numbers: attention and index point elsewhere, every span shares a few
+    words with the question, and one span matches it by many standard deviations."""
+    from acre.runtime.selection import choose_spans, combine_scores, standardised
+
+    rng = np.random.default_rng(1)
+    spans, needle = 500, 251
+    attention = np.zeros(spans)
+    attention[[479, 4, 463]] = [1.1, 0.6, 0.5]
+    index_z = rng.normal(0, 0.4, spans)
+    index_z[[305, 311]] = [1.5, 1.4]
+    lexical = np.abs(rng.normal(2.3, 1.9, spans))
+    lexical[needle] = 22.8
+    z = standardised(lexical)
+    assert abs(z.mean()) < 1e-12 and abs(z.std() - 1) < 1e-12
+    chosen = choose_spans(combine_scores(attention, index_z, lexical), 6, 0.9, 2, 1)
+    assert needle in chosen and chosen == sorted(chosen)
+    assert np.all(standardised(np.full(7, 3.0)) == 0)  # constant scores carry no signal, no NaN
