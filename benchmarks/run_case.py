@@ -113,6 +113,7 @@ def main() -> None:
                 else None,
                 "spans": session.last.spans,
                 "l2_bytes_read": session.last.bytes_read,
+                "l2_read_s": round(session.last.read_s, 6),
                 "l2_disk_bytes": session.store.disk_bytes if session.store else 0,
                 "index_bytes": session.index.nbytes if session.index else 0,
                 "pot_bytes": session.pot.nbytes,

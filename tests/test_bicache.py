@@ -109,6 +109,7 @@ def test_refilled_spans_are_in_document_order(session):
     slots = slots[np.argsort(session.pot.positions[slots])]
     tokens = session.pot.token[slots]
     assert np.all(np.diff(tokens) > 0)  # ascending positions follow ascending document order
+    assert session.last.bytes_read > 0 and session.last.read_s > 0  # what the profile reports
 
 
 def test_pot_regions_stay_within_their_sizes(session):

@@ -36,6 +36,7 @@ def session_profile(session: Session) -> dict[str, Any]:
         "document_tokens": len(session.document_ids),
         "l2_disk_bytes": session.store.disk_bytes if session.store else 0,
         "l2_bytes_read_last_question": session.last.bytes_read,
+        "l2_read_seconds_last_question": round(session.last.read_s, 6),
         "spans_refilled_last_question": len(session.last.spans),
         "program_bytes": (session.bundle.root / program).stat().st_size if program else 0,
         "peak_rss_bytes": peak_rss_bytes(),
@@ -83,7 +84,8 @@ def format_profile(report: dict[str, Any], budget_bytes: int | None = None) -> s
         ("L2 on flash", _mib(report["l2_disk_bytes"])),
         (
             "L2 read, last question",
-            f"{report['l2_bytes_read_last_question']:,} B ({report['spans_refilled_last_question']} spans)",
+            f"{report['l2_bytes_read_last_question']:,} B ({report['spans_refilled_last_question']} spans)"
+            f" in {report.get('l2_read_seconds_last_question', 0) * 1e3:.2f} ms",
         ),
         ("program file", _mib(report["program_bytes"]) if report["program_bytes"] else "eager (torch)"),
         ("peak RSS (process)", _mib(report["peak_rss_bytes"])),

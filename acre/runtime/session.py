@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ class QuestionStats:
     spans: list[int] = field(default_factory=list)
     span_scores: np.ndarray | None = None
     bytes_read: int = 0
+    read_s: float = 0.0  # wall time spent reading (and checking) the chosen spans from L2
 
 
 class Session:
@@ -496,8 +498,10 @@ class Session:
         store = self.store
         resident = set(self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)].tolist())
         reuse = self.policy.refill_mode == "reuse"
+        started = time.perf_counter()
         for span in [] if reuse else spans:
             store.read_tokens(span)  # verifies the span's ids against their checksum before use
+        self.last.read_s = time.perf_counter() - started
         slots, token = refill_placement(
             spans, store.starts, store.lengths, resident, self.free_in(SlotKind.REFILL)
         )
@@ -505,7 +509,9 @@ class Session:
         k, v = np.zeros(shape, dtype=self.pot.k.dtype), np.zeros(shape, dtype=self.pot.v.dtype)
         if reuse:  # copy the stored activations of the tokens being refilled
             for span in spans:
+                started = time.perf_counter()
                 read = store.read(span)
+                self.last.read_s += time.perf_counter() - started
                 rows = np.flatnonzero((token >= read.start) & (token < read.start + len(read.tokens)))
                 k[:, :, rows] = read.k[:, :, token[rows] - read.start]
                 v[:, :, rows] = read.v[:, :, token[rows] - read.start]
