@@ -59,19 +59,20 @@ def resource_table(rows: list[dict], policy: str = "acre", task: str = "passkey"
         if r.get("policy") == policy and r.get("task") == task and "correct" in r and not r.get("switches"):
             by_len[r["length"]].append(r)
     lines = [
-        "| tokens | peak RSS | pot | span index | L2 on flash | L2 read / question | ingest tok/s | "
+        "| tokens | found | peak RSS | pot | span index | L2 on flash | L2 read / question | ingest tok/s | "
         "first token s | decode tok/s |",
-        "|---" * 9 + "|",
+        "|---" * 10 + "|",
     ]
     for n in sorted(by_len):
         rs = by_len[n]
         decode = [r["decode_tok_s"] for r in rs if r.get("decode_tok_s")]
         decode_text = f"{np.mean(decode):.1f}" if decode else "–"
         lines.append(
-            f"| {rs[0]['document_tokens']:,} | {max(r['peak_rss_bytes'] for r in rs) / 2**20:,.0f} MiB "
+            f"| {rs[0]['document_tokens']:,} | {found(rs)} "
+            f"| {max(r['peak_rss_bytes'] for r in rs) / 2**20:,.0f} MiB "
             f"| {rs[0]['pot_bytes'] / 2**20:.1f} MiB | {max(r['index_bytes'] for r in rs) / 2**20:.2f} MiB "
             f"| {max(r['l2_disk_bytes'] for r in rs) / 2**20:,.0f} MiB "
-            f"| {np.mean([r['l2_bytes_read'] for r in rs]):,.0f} B "
+            f"| {np.mean([r['l2_bytes_read'] for r in rs]):,.0f} B{read_time(rs)} "
             f"| {np.mean([r['ingest_tok_s'] for r in rs]):.0f} "
             f"| {np.mean([r['first_token_s'] for r in rs]):.2f} | {decode_text} |"
         )
@@ -208,6 +209,11 @@ def quantization_section(results: Path) -> str:
 def found(rows: list[dict]) -> str:
     graded = [r for r in rows if "correct" in r]
     return f"{sum(r['correct'] for r in graded)}/{len(graded)}" if graded else "–"
+
+
+def read_time(rows: list[dict]) -> str:
+    times = [r["l2_read_s"] for r in rows if "l2_read_s" in r]
+    return f" in {np.mean(times) * 1e3:.2f} ms" if times else ""
 
 
 def ablation_section(results: Path) -> str:
@@ -362,6 +368,11 @@ NEEDLE_TEXT = (
     'sunny day." hidden in the essays of shared/data; the question: "What is the best thing to do in '
     'San Francisco?"; correct if the reply names Dolores Park.'
 )
+NEEDLES_TEXT = (
+    "Three needle sentences with different facts (the one above, Grandma Rosa's secret soup "
+    "ingredient, where a lighthouse keeper keeps his spare key) a third of the document apart; the "
+    "question asks for the one at the depth, and which of the three is asked turns with the case."
+)
 SQUAD_TEXT = (
     "A gold paragraph among other SQuAD paragraphs (those holding a gold answer dropped); correct if a "
     "gold answer is in the reply (normalised). "
@@ -375,7 +386,9 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
     _, memory_rows = load("memory", results)
     old_runs, old_rows = load("bicache", results)
     _, old_needle_rows = load("needle_before_lexical", results)
-    tables = {task: accuracy_table(rows, task)[0] for task in ("passkey", "needle", "squad")}
+    _, share_rows = load("accuracy_bm25_share", results)
+    fp32_runs, fp32_rows = load("memory_fp32", results)
+    tables = {task: accuracy_table(rows, task)[0] for task in ("passkey", "needle", "needles", "squad")}
     present = {task for task in tables if any(r.get("task") == task and "correct" in r for r in rows)}
     for task in present:
         heatmaps(rows, task, plots / f"{task}_heatmap.png")
@@ -414,12 +427,14 @@ bounded policies (`acre`, `streaming`, `infinipot`) on a 1,024-slot pot (C = 128
 
 {section("passkey", "Pass key (5 digits)", 'The question: "What is the pass key?"')}
 {section("needle", "Needle in Paul Graham's essays", NEEDLE_TEXT)}
+{section("needles", "Several needles in the essays", NEEDLES_TEXT)}
 {section("squad", "Multi-document QA (SQuAD v1.1 dev)", SQUAD_TEXT + squad_f1)}
 ## Memory and speed of `acre` against document length
 
-`benchmarks/memory.sh` (`benchmarks/results/memory.jsonl`): one process per length, ExecuTorch
-engine; the peak RSS is reset (`/proc/self/clear_refs`) after the program is loaded and the
-document built, so it covers ingest and one question. The pot is allocated once. {memory_machine}
+`benchmarks/memory.sh` (`benchmarks/results/memory.jsonl`): one process per length, the shipped
+ExecuTorch program (quantized, 1,024-slot pot, fp32 pot entries), pass key at depths 10/50/90%; the
+peak RSS is reset (`/proc/self/clear_refs`) after the program is loaded and the documents built, so
+it covers three ingests and their questions. The pot is allocated once. {memory_machine}
 
 {resource_table(memory_rows) if memory_rows else "Not run yet."}
 
@@ -459,6 +474,18 @@ ExecuTorch engine, fp32:
 alone:
 
 {accuracy_table(old_needle_rows, "needle")[0] if old_needle_rows else "Not present."}
+
+`benchmarks/results/accuracy_bm25_share.jsonl`: acre with BM25 entering as a share of its sum
+instead of a softmax of its standard scores (eager, same prompts), pass key then needle:
+
+{accuracy_table(share_rows, "passkey")[0] if share_rows else "Not present."}
+
+{accuracy_table(share_rows, "needle")[0] if share_rows else ""}
+
+`benchmarks/results/memory_fp32.jsonl`: peak RSS against length with the fp32 ExecuTorch program
+and the selection of that time, one depth ({config_line(fp32_runs) or "not present"}):
+
+{resource_table(fp32_rows) if fp32_rows else "Not present."}
 """
     (docs / "benchmarks.md").write_text(text)
     print(f"wrote {docs / 'benchmarks.md'}")
