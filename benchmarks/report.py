@@ -80,22 +80,25 @@ def resource_table(rows: list[dict], policy: str = "acre", task: str = "passkey"
 
 
 def heatmaps(rows: list[dict], task: str, out: Path) -> None:
-    policies = sorted({label(r) for r in rows if r.get("task") == task and "correct" in r})
+    graded = [r for r in rows if r.get("task") == task and "correct" in r]
+    policies = sorted({label(r) for r in graded})
+    lengths = sorted({r["length"] for r in graded})  # one axis for all: a cell not run stays grey
+    depths = sorted({r["depth"] for r in graded})
+    cmap = plt.get_cmap("RdYlGn").copy()
+    cmap.set_bad("#dddddd")
     fig, axes = plt.subplots(1, len(policies), figsize=(3.2 * len(policies), 2.8), squeeze=False)
     for ax, p in zip(axes[0], policies, strict=True):
-        mine = [r for r in rows if r.get("task") == task and "correct" in r and label(r) == p]
-        lengths = sorted({r["length"] for r in mine})
-        depths = sorted({r["depth"] for r in mine})
         grid = np.full((len(depths), len(lengths)), np.nan)
-        for r in mine:
-            grid[depths.index(r["depth"]), lengths.index(r["length"])] = float(r["correct"])
-        ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+        for r in graded:
+            if label(r) == p:
+                grid[depths.index(r["depth"]), lengths.index(r["length"])] = float(r["correct"])
+        ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(lengths)), [f"{n // 1000}k" for n in lengths])
         ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths])
         ax.set_title(p, fontsize=9)
         ax.set_xlabel("document tokens")
     axes[0][0].set_ylabel("needle depth")
-    fig.suptitle(f"{task}: found (green) or not (red), SmolLM2-135M")
+    fig.suptitle(f"{task}: found (green), not found (red), not run (grey); SmolLM2-135M")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
