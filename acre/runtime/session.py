@@ -31,6 +31,7 @@ from acre.errors import InputError
 from acre.runtime.engines import Engine, StepInputs, StepOutputs, open_engine
 from acre.runtime.l2 import SpanBuffer, SpanStore, StoreError, StoreMeta
 from acre.runtime.lexical import LexicalIndex
+from acre.runtime.malloc import fix_mmap_threshold
 from acre.runtime.policies import CATALYST, Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind
 from acre.runtime.sampling import sample
@@ -99,6 +100,7 @@ class Session:
     ) -> None:
         from transformers import AutoTokenizer
 
+        fix_mmap_threshold()  # before any step: keeps RSS flat over long ingests (acre/runtime/malloc.py)
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self.policy = make_policy(policy, **switches)
         self.engine = open_engine(self.bundle, engine) if isinstance(engine, str) else engine
