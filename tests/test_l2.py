@@ -148,3 +148,17 @@ def test_a_second_writer_is_refused_while_the_first_writes(tmp_path):
     assert SpanStore.open(tmp_path).span_count == 1  # the first writer's span is intact
     first.close()
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)  # free once it is done
+
+
+def test_the_representatives_are_one_array_the_index_can_view_without_a_copy(tmp_path):
+    store = SpanStore.create(tmp_path / "doc", meta())
+    store.reserve(6)
+    buffer_before = store.reps.base
+    fill(store, 5 * S)
+    view = store.reps
+    assert len(view) == 5 and view.base is buffer_before  # no copy, no reallocation within reserve
+    fill(store, 3 * S, seed=1)  # past the reservation it grows and still appends
+    assert len(store.reps) == 8 and np.array_equal(store.reps[:5], view)
+    store.close()
+    reopened = SpanStore.open(tmp_path / "doc")
+    assert np.array_equal(reopened.reps, store.reps)

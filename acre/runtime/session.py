@@ -222,6 +222,8 @@ class Session:
         self.pot.clear(np.arange(self.pot.capacity))
         self.document_ids, self.index, self.lexical = [], None, None
         buffer, begin = self._open_store(store, digest, resume) if self.policy.refill else (None, 0)
+        if self.store and buffer:
+            self.store.reserve(-(-len(ids) // self.span_tokens))  # the index in RAM, sized once
         self.resumed_from = begin or None
         per_step = self.chunk - len(self.catalyst_ids)
         for start in range(begin, len(ids), per_step):
