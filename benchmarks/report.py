@@ -358,6 +358,25 @@ def ingest_plot(results: Path, out: Path) -> bool:
     return True
 
 
+EARLIER_MEMORY = {
+    "memory_before_malloc_fix": "the shipped quantized program before glibc's mmap threshold was "
+    "pinned (acre/runtime/malloc.py): heap fragments of per-step buffers made the peak erratic",
+    "memory_reps_copy": "with the threshold pinned, while the span representatives were still "
+    "stacked into a second copy for the index at the end of ingest",
+}
+
+
+def earlier_memory_runs(results: Path) -> str:
+    parts = []
+    for name, what in EARLIER_MEMORY.items():
+        runs, rows = load(name, results)
+        if rows:
+            parts.append(
+                f"`benchmarks/results/{name}.jsonl`: {what} ({config_line(runs)}):\n\n{resource_table(rows)}"
+            )
+    return "\n\n".join(parts)
+
+
 def config_line(runs: list[dict]) -> str:
     if not runs:
         return ""
@@ -489,6 +508,8 @@ instead of a softmax of its standard scores (eager, same prompts), pass key then
 and the selection of that time, one depth ({config_line(fp32_runs) or "not present"}):
 
 {resource_table(fp32_rows) if fp32_rows else "Not present."}
+
+{earlier_memory_runs(results)}
 """
     (docs / "benchmarks.md").write_text(text)
     print(f"wrote {docs / 'benchmarks.md'}")
