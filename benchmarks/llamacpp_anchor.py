@@ -9,7 +9,7 @@ to llama.cpp through llama-cpp-python and measures, per prompt, on CPU with --th
   or --max-new-tokens generated tokens; ``decode_tokens`` counts those steps (generated tokens - 1);
 * the answer text and ids (end-of-generation token excluded) and, when the prompt line has "answer",
   whether that string appears in the answer text;
-* the process's peak RSS so far (ru_maxrss, monotone over the run) after the prompt;
+* the process's peak RSS so far (VmHWM, monotone over the run) after the prompt;
 * the 1-minute load average before the prompt: llama.cpp's worker threads spin-wait at barriers, so with
   --threads equal to the core count any other busy process slows it down by 10-100x (decode < 1 tok/s);
   a load average above about --threads means that prompt's timings are not an anchor
@@ -29,6 +29,16 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over exec from the parent,
+    here the harness process with acre's model loaded."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def next_token(llm: llama_cpp.Llama) -> int:
@@ -101,7 +111,7 @@ def main() -> None:
                 rec.update(run_prompt(llm, ids, args.max_new_tokens))
                 if "answer" in item:
                     rec["correct"] = str(item["answer"]) in rec["answer_text"]
-            rec["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            rec["peak_rss_bytes"] = peak_rss_bytes()
             results.append(rec)
             f_out.write(json.dumps(rec) + "\n")
             f_out.flush()

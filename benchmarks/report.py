@@ -289,6 +289,12 @@ def potsize_section(results: Path, plots: Path) -> str:
     )
 
 
+def llamacpp_rss(rows: list[dict]) -> str:
+    """llama.cpp's own peak RSS; rows before `rss_source` took ru_maxrss, inherited over exec."""
+    own = [r["peak_rss_bytes"] for r in rows if r.get("rss_source") == "VmHWM"]
+    return f"{max(own) / 2**20:,.0f}" if own else "–"
+
+
 def anchor_section(results: Path, plots: Path) -> str:
     runs, rows = load("anchor", results)
     rows = [r for r in rows if "correct" in r]
@@ -315,8 +321,7 @@ def anchor_section(results: Path, plots: Path) -> str:
             f"{mean(base, 'first_token_s'):.2f} / {mean(mine, 'first_token_s'):.2f} s",
             f"{mean(base, 'decode_tok_s'):.1f} / {mean(mine, 'decode_tok_s'):.1f} "
             f"(**{mean(mine, 'decode_tok_s') / mean(base, 'decode_tok_s'):.2f}x**)",
-            f"{max(r['peak_rss_bytes'] for r in base) / 2**20:,.0f} / "
-            f"{max(r['peak_rss_bytes'] for r in mine) / 2**20:,.0f} MiB",
+            f"{llamacpp_rss(base)} / {max(r['peak_rss_bytes'] for r in mine) / 2**20:,.0f} MiB",
         ])  # fmt: skip
     threads = sorted({r.get("threads") for r in rows if r["policy"] == "llamacpp"})
     intro = (

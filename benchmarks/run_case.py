@@ -194,6 +194,7 @@ def run_llamacpp(session: Session, cases: list[Case], args: argparse.Namespace) 
                 first_token_s=out["prefill_seconds"],
                 decode_tok_s=out["decode_tok_s"],
                 peak_rss_bytes=out["peak_rss_bytes"],  # the whole llama.cpp process, monotone
+                rss_source="VmHWM",  # earlier rows took ru_maxrss, which exec inherits from the parent
             )
         print(json.dumps(record), flush=True)
 
