@@ -104,22 +104,30 @@ def heatmaps(rows: list[dict], task: str, out: Path) -> None:
     plt.close(fig)
 
 
-def rss_plot(rows: list[dict], out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for p in sorted({label(r) for r in rows if "peak_rss_bytes" in r and r.get("task") == "passkey"}):
-        mine = [r for r in rows if "peak_rss_bytes" in r and label(r) == p and r.get("task") == "passkey"]
-        lengths = sorted({r["length"] for r in mine})
-        rss = [max(r["peak_rss_bytes"] for r in mine if r["length"] == n) / 2**20 for n in lengths]
-        ax.plot(lengths, rss, marker="o", label=p)
+def length_plot(series: dict[str, dict[int, float]], ylabel: str, title: str, out: Path) -> None:
+    """One line per series of {document tokens: value}, log length axis."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key, points in sorted(series.items()):
+        lengths = sorted(points)
+        ax.plot(lengths, [points[n] for n in lengths], marker="o", label=key)
     ax.set_xscale("log")
     ax.set_xlabel("document tokens")
-    ax.set_ylabel("peak RSS (MiB)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
-    ax.set_title("peak RSS against document length")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def rss_plot(rows: list[dict], out: Path) -> None:
+    series: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        if "peak_rss_bytes" in r and r.get("task") == "passkey":
+            points = series[label(r)]
+            points[r["length"]] = max(points.get(r["length"], 0), r["peak_rss_bytes"] / 2**20)
+    length_plot(series, "peak RSS (MiB)", "peak RSS against document length", out)
 
 
 def crash_summary(results: Path) -> str:
@@ -347,19 +355,8 @@ def ingest_plot(results: Path, out: Path) -> bool:
                 series[f"{r['policy']} ({r.get('engine')}, {name})"][r["length"]].append(r["ingest_tok_s"])
     if not series:
         return False
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for key, points in sorted(series.items()):
-        lengths = sorted(points)
-        ax.plot(lengths, [np.median(points[n]) for n in lengths], marker="o", label=key)
-    ax.set_xscale("log")
-    ax.set_xlabel("document tokens")
-    ax.set_ylabel("ingest tokens/s (median)")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7)
-    ax.set_title("ingest speed against length, 2 cores")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    medians = {key: {n: float(np.median(v)) for n, v in points.items()} for key, points in series.items()}
+    length_plot(medians, "ingest tokens/s (median)", "ingest speed against length, 2 cores", out)
     return True
 
 
