@@ -22,3 +22,5 @@ run "${full[@]}" --tasks passkey needle --lengths 2000 4000 7000
 run "${bounded[@]}" --tasks passkey needle --policies streaming infinipot --lengths 2000 8000
 run "${bounded[@]}" --tasks needles squad --policies acre --lengths 2000 8000 32000
 run "${full[@]}" --tasks needles squad --lengths 2000 7000
+# Run on 2026-11-30 (commits 583b790 onwards): the first four lines. The needles/squad lines have not
+# run yet.
