@@ -10,3 +10,4 @@ for switch in use_attention=false use_index=false use_probes=false use_tree=fals
   $PY -m benchmarks --name ablation --bundle build/smollm2-torch-1024 --engine torch --depths 0.1 0.5 0.9 \
       --tasks passkey needle --policies acre --lengths 8000 --switch $switch
 done
+# Not run yet (2026-11-30).

@@ -13,3 +13,4 @@ export_bundle('build/smollm2-torch-$pot', [], 'builtin', chunk=$chunk, pot=$pot)
   $PY -m benchmarks --name potsizes --bundle build/smollm2-torch-$pot --engine torch --depths 0.1 0.5 0.9 \
       --tasks passkey needle --policies acre --lengths 8000
 done
+# Not run yet: stopped on 2026-11-30 while the 256-slot bundle was still being calibrated.
