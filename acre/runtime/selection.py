@@ -35,6 +35,8 @@ def _normalised(x: np.ndarray | None) -> np.ndarray | None:
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
+    if not len(z):
+        return np.zeros(0)
     b = exact_exp(z - z.max())
     return b / float(np.cumsum(b)[-1])
 
@@ -42,6 +44,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def standardised(x: np.ndarray) -> np.ndarray:
     """(x - mean) / std, population std, sums sequential; all zeros when x is constant."""
     x = np.asarray(x, dtype=np.float64)
+    if not len(x):
+        return x
     d = x - float(np.cumsum(x)[-1]) / len(x)
     std = float(np.sqrt(float(np.cumsum(d * d)[-1]) / len(x)))
     return d / std if std > 0 else np.zeros_like(d)
@@ -62,10 +66,8 @@ def combine_scores(
         parts.append(_normalised(attention))
     if index_z is not None:
         parts.append(_softmax(np.asarray(index_z, dtype=np.float64)))
-    if lexical is not None and len(lexical):
+    if lexical is not None:
         parts.append(_softmax(standardised(lexical)))
-    elif lexical is not None:
-        parts.append(np.zeros(0))
     if not parts:
         raise ValueError("no span scores: need attention, index or lexical scores")
     total = parts[0]
