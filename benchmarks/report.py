@@ -264,34 +264,47 @@ def potsize_section(results: Path, plots: Path) -> str:
     tasks = sorted({r["task"] for r in rows})
     pots = sorted({r["pot_slots"] for r in rows})
     lengths = sorted({r["length"] for r in rows})
+    policies = sorted({label(r) for r in rows}, key=lambda p: (p != "acre", p))
+
+    def cell(policy: str, pot: int, task: str | None = None) -> list[dict]:
+        return [
+            r for r in rows
+            if label(r) == policy and r["pot_slots"] == pot and (task is None or r["task"] == task)
+        ]  # fmt: skip
+
     table = [
-        [f"{pot:,}", *(found([r for r in rows if r["pot_slots"] == pot and r["task"] == t]) for t in tasks),
-         f"{max(r['peak_rss_bytes'] for r in rows if r['pot_slots'] == pot) / 2**20:,.0f} MiB",
-         f"{np.mean([len(r['spans']) for r in rows if r['pot_slots'] == pot]):.1f}"]
+        [policy, f"{pot:,}", *(found(cell(policy, pot, t)) for t in tasks),
+         f"{max(r['peak_rss_bytes'] for r in cell(policy, pot)) / 2**20:,.0f} MiB",
+         f"{np.mean([len(r['spans']) for r in cell(policy, pot)]):.1f}"]
+        for policy in policies
         for pot in pots
+        if cell(policy, pot)
     ]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for t in tasks:
-        share = [
-            np.mean([r["correct"] for r in rows if r["pot_slots"] == pot and r["task"] == t]) for pot in pots
-        ]
-        ax.plot(pots, share, marker="o", label=t)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    styles = ["-", "--", ":", "-."]
+    for i, policy in enumerate(policies):
+        for j, t in enumerate(tasks):
+            have = [pot for pot in pots if cell(policy, pot, t)]
+            share = [np.mean([r["correct"] for r in cell(policy, pot, t)]) for pot in have]
+            ax.plot(have, share, marker="o", linestyle=styles[j % len(styles)], color=f"C{i}",
+                    label=f"{policy}, {t}")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_xticks(pots, [str(p) for p in pots])
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("pot slots")
     ax.set_ylabel("share found")
-    ax.set_title(f"acre at {', '.join(f'{n // 1000}k' for n in lengths)} tokens against pot size")
-    ax.legend(fontsize=8)
+    ax.set_title(f"{', '.join(f'{n // 1000}k' for n in lengths)}-token documents against pot size")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(plots / "accuracy_vs_pot.png", dpi=110)
     plt.close(fig)
     intro = (
-        "`benchmarks/potsizes.sh` (`benchmarks/results/potsizes.jsonl`): acre, eager engine, "
-        f"{', '.join(f'{n:,}' for n in lengths)}-token documents, depths 10/50/90%; the 256-slot pot "
-        f"is exported with 32-token chunks, the others with 128. {config_line(runs)}"
+        "`benchmarks/potsizes.sh` (`benchmarks/results/potsizes.jsonl`): the bounded policies, eager "
+        f"engine, {', '.join(f'{n:,}' for n in lengths)}-token documents, depths 10/50/90%; the "
+        "256-slot pot is exported with 32-token chunks, the others with 128, all with the same "
+        f"retrieval heads. {config_line(runs)}"
     )
-    header = ["pot slots", *tasks, "peak RSS", "spans refilled"]
+    header = ["policy", "pot slots", *tasks, "peak RSS", "spans refilled"]
     return "\n".join(
         [intro, "", *md_table(header, table), "![accuracy against pot size](plots/accuracy_vs_pot.png)"]
     )

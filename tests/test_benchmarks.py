@@ -77,3 +77,28 @@ def test_the_several_needles_task_hides_three_facts_and_asks_for_the_one_at_the_
         assert abs(others[0] - 0.53) < 0.05 and abs(others[1] - 0.87) < 0.05
         assert case.correct(f"It is {asked[2]}.") and not case.correct("I do not know.")
     assert len({needles(tokenizer, 3000, 0.5, seed=s).question for s in range(3)}) == 3
+
+
+def test_the_report_tables_pot_sizes_and_ablations_per_policy_from_the_results(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def row(policy: str, pot: int, correct: bool, switches: dict | None = None) -> dict:
+        return {
+            "task": "passkey", "policy": policy, "switches": switches or {}, "length": 8000,
+            "depth": 0.5, "correct": correct, "pot_slots": pot, "spans": [[0, 64]] if policy == "acre" else [],
+            "peak_rss_bytes": 2**30, "l2_read_s": 0.001,
+        }  # fmt: skip
+
+    header = {"run": {"machine": {"cpus": 2, "commit": "abc", "versions": {}}, "config": {}}}
+    pots = [row("acre", 256, True), row("acre", 256, False), row("acre", 512, True),
+            row("streaming", 256, False), row("streaming", 512, True)]  # fmt: skip
+    ablated = [row("acre", 1024, False, {"use_lexical": False})]
+    for name, rows in [("potsizes", pots), ("ablation", ablated), ("accuracy", [row("acre", 1024, True)])]:
+        lines = [header, *rows]
+        (results / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    page = report.main(results, tmp_path / "docs").read_text()
+    assert "| acre | 256 | 1/2 |" in page and "| acre | 512 | 1/1 |" in page
+    assert "| streaming | 256 | 0/1 |" in page and "| streaming | 512 | 1/1 |" in page
+    assert "| acre (all parts on) | 1/1 |" in page and "| acre [use_lexical=False] | 0/1 |" in page
+    assert (tmp_path / "docs" / "plots" / "accuracy_vs_pot.png").stat().st_size > 1000
