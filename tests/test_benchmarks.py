@@ -86,7 +86,8 @@ def test_the_report_tables_pot_sizes_and_ablations_per_policy_from_the_results(t
     def row(policy: str, pot: int, correct: bool, switches: dict | None = None) -> dict:
         return {
             "task": "passkey", "policy": policy, "switches": switches or {}, "length": 8000,
-            "depth": 0.5, "correct": correct, "pot_slots": pot, "spans": [[0, 64]] if policy == "acre" else [],
+            "depth": 0.5, "correct": correct, "pot_slots": pot,
+            "spans": [[0, 64]] if policy == "acre" else [],
             "peak_rss_bytes": 2**30, "l2_read_s": 0.001,
         }  # fmt: skip
 
