@@ -360,9 +360,11 @@ def anchor_section(results: Path, plots: Path) -> str:
 
 
 def ingest_plot(results: Path, out: Path) -> bool:
-    """Ingest tokens/s against length for every (policy, engine) measured, each from its own run."""
+    """Ingest tokens/s against length: llama.cpp and acre from the anchor run (the same run, so they
+    compare), and acre's program at 8k-128k from the memory run. The accuracy runs are left out: they
+    span sessions whose shared machine ran at different speeds."""
     series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for name in ("accuracy", "memory", "anchor"):
+    for name in ("anchor", "memory"):
         for r in load(name, results)[1]:
             if r.get("ingest_tok_s") and not r.get("switches"):
                 series[f"{r['policy']} ({r.get('engine')}, {name})"][r["length"]].append(r["ingest_tok_s"])
