@@ -232,8 +232,11 @@ def ablation_section(results: Path) -> str:
     if not rows:
         return "Not run yet: `benchmarks/ablation.sh`."
     lengths = sorted({r["length"] for r in rows if "correct" in r})
-    _, reference = load("accuracy", results)  # the unablated acre, same prompts and pot
-    reference = [r for r in reference if r.get("policy") == "acre" and not r.get("switches")]
+    _, reference = load("accuracy", results)  # the unablated acre, same prompts, pot and depths
+    depths = {r["depth"] for r in rows}
+    reference = [
+        r for r in reference if r.get("policy") == "acre" and not r.get("switches") and r["depth"] in depths
+    ]  # fmt: skip
     tasks = sorted({r["task"] for r in rows if "correct" in r})
     table = []
     for name, mine in [("acre (all parts on)", reference)] + [
@@ -253,7 +256,7 @@ def ablation_section(results: Path) -> str:
         "scoring or refill turned off at a time; same prompts, 1,024-slot pot and eager engine as "
         f"the accuracy tables (the first row is their acre). {config_line(runs)}"
     )
-    return "\n".join([intro, "", *md_table(header, table)])
+    return "\n".join([intro, "", *md_table(header, table), "", ABLATION_TEXT])
 
 
 def potsize_section(results: Path, plots: Path) -> str:
@@ -416,6 +419,18 @@ SQUAD_TEXT = (
     "A gold paragraph among other SQuAD paragraphs (those holding a gold answer dropped); correct if a "
     "gold answer is in the reply (normalised). "
 )
+
+
+ABLATION_TEXT = """The switches (acre/runtime/policies.py): `use_attention` the question's attention on the
+spans' L1 entries (ACRE); `use_index` the span index searched with probe queries; `use_probes` the
+ActQKV probe queries (off: the question's last token probes alone); `use_tree` the index's top-down
+search (off: every span scored flat); `use_lexical` BM25 of the question's token ids; `refill_mode=reuse`
+copies the spans' stored K/V back instead of re-encoding their token ids in the pot's context. At 8k
+the scoring signals cover for each other except BM25, which the needle needs; reusing stored K/V
+loses the pass key although the same spans come back. Longer documents separate the signals further:
+at 32k the needle was 0/3 while BM25 entered as a share of its sum
+(`benchmarks/results/accuracy_bm25_share.jsonl`) and 3/3 since it enters as a softmax of its
+standard scores (docs/design-notes.md)."""
 
 
 def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
