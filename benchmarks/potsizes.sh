@@ -27,3 +27,5 @@ for policies in "$@"; do
         --tasks passkey needle --policies $policies --lengths 8000
   done
 done
+# Run on 2026-11-30 (session 4): acre on all four pots; streaming and infinipot on 256, 512 and 2,048
+# (their 1,024-slot cases, same bundle and prompts, are in accuracy.jsonl: 0/3 and 0/3 at 8k).
