@@ -28,5 +28,5 @@ run "${bounded[@]}" --tasks passkey needle --policies acre --lengths 1000 16000
 run "${bounded[@]}" --tasks passkey needle --policies acre --lengths 2000 8000 --depths 0.3 0.7
 run "${full[@]}" --tasks passkey needle --lengths 1000
 # Run on 2026-11-30: the first four lines in session 3, the last five in session 4 (on a machine running
-# about 2.4x slower, so they stop at 16k). Not run for lack of time: needles/squad at 32k and for full at
+# about 1.6-2.4x slower, so they stop at 16k). Not run for lack of time: needles/squad at 32k and for full at
 # 7k, 64k, and depths 30/70% at 4k and 32k.
