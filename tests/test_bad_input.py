@@ -179,3 +179,76 @@ def test_a_question_that_is_not_text_is_refused(session, bad):
 def test_a_document_that_is_not_text_is_refused(session, bad):
     with pytest.raises(InputError, match="document must be text"):
         session.ingest(bad)
+
+
+# ---- stores that do not disappear -----------------------------------------------------------
+STORED = "The lighthouse keeper kept the key under the third stone. " * 12
+OTHER = "A different report about the harbour, its boats and their crews. " * 12
+
+
+@pytest.fixture(scope="module")
+def acre_session(tiny_bundle):
+    return Session(tiny_bundle, engine="torch")
+
+
+def test_a_store_that_is_a_file_is_a_clear_error(acre_session, tmp_path):
+    from acre.runtime.l2 import StoreError
+
+    path = tmp_path / "notes.txt"
+    path.write_text("my notes")
+    with pytest.raises(StoreError, match=r"notes\.txt: is a file, not a store directory"):
+        acre_session.ingest(STORED, store=path)
+    with pytest.raises(StoreError, match="is a file"):
+        acre_session.open_document(path)
+    assert path.read_text() == "my notes"
+
+
+def test_a_directory_of_other_files_is_not_written_into(acre_session, tmp_path):
+    from acre.runtime.l2 import StoreError
+
+    (tmp_path / "thesis.tex").write_text("draft")
+    with pytest.raises(StoreError, match=r"not an acre L2 store \(it holds thesis\.tex\)"):
+        acre_session.ingest(STORED, store=tmp_path, replace=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
+
+
+def test_another_document_is_refused_unless_replace(tiny_bundle, acre_session, tmp_path):
+    from acre.runtime.l2 import StoreError
+
+    store = tmp_path / "doc"
+    n = acre_session.ingest(STORED, store=store)
+    with pytest.raises(StoreError, match=r"doc: already holds another document; .*replace=True"):
+        acre_session.ingest(OTHER, store=store)
+    # the store still holds the first document, whole
+    later = Session(tiny_bundle, engine="torch")
+    assert later.open_document(store) == n
+    assert later.document_ids == later.document_prompt_ids(STORED)
+    # the same document again is reopened, not refused
+    assert later.ingest(STORED, store=store) == n and later.resumed_from == n
+    # and replace=True replaces it (by the session that holds the store's writer lock)
+    m = acre_session.ingest(OTHER, store=store, replace=True)
+    assert acre_session.resumed_from is None
+    assert later.open_document(store) == m
+    assert later.document_ids == later.document_prompt_ids(OTHER)
+
+
+def test_an_unfinished_ingest_of_another_document_is_refused_too(tiny_bundle, tmp_path):
+    from acre.runtime.l2 import StoreError
+
+    store = tmp_path / "doc"
+    session = Session(tiny_bundle, engine="torch", checkpoint_tokens=64)
+    real_step = session.engine.step
+    calls = []
+
+    def step(inputs):
+        calls.append(1)
+        if len(calls) > 20:
+            raise KeyboardInterrupt
+        return real_step(inputs)
+
+    session.engine.step = step
+    with pytest.raises(KeyboardInterrupt):
+        session.ingest(STORED * 3, store=store)
+    session.engine.step = real_step
+    with pytest.raises(StoreError, match="another document .its ingest unfinished."):
+        Session(tiny_bundle, engine="torch").ingest(OTHER, store=store)

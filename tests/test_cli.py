@@ -117,3 +117,35 @@ def test_export_with_a_budget_too_small_fails_clearly(tiny_checkpoint_dir, tmp_p
     )
     assert code == 2 and "at least 256" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_store_on_a_file_is_a_clear_error_not_a_traceback(tiny_bundle, tmp_path, capsys):
+    (tmp_path / "doc.txt").write_text(DOC)
+    (tmp_path / "notes").write_text("mine")
+    base = ["run", str(tiny_bundle), "--engine", "onnx", "--question", "Key?"]
+    base += ["--store", str(tmp_path / "notes")]
+    for extra in (["--context", str(tmp_path / "doc.txt")], []):
+        assert acre_main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "acre: error:" in err and "is a file, not a store directory" in err
+        assert "Traceback" not in err
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
+def test_another_document_needs_replace(tiny_bundle, tmp_path, capsys):
+    (tmp_path / "a.txt").write_text(DOC)
+    (tmp_path / "b.txt").write_text("The moon is grey. The pass key is 12345. " * 30)
+    base = ["run", str(tiny_bundle), "--engine", "onnx", "--question", "Key?", "--max-new-tokens", "2"]
+    store = ["--store", str(tmp_path / "s")]
+    assert acre_main([*base, *store, "--context", str(tmp_path / "a.txt")]) == 0
+    capsys.readouterr()
+    first = json.loads((tmp_path / "s" / "store.json").read_text())
+    assert acre_main([*base, *store, "--context", str(tmp_path / "b.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "already holds another document" in err and "--replace" in err
+    assert acre_main([*base, *store, "--replace"]) == 2
+    assert "--replace needs --context" in capsys.readouterr().err
+    assert acre_main([*base, *store, "--context", str(tmp_path / "b.txt"), "--replace"]) == 0
+    assert "already holds" not in capsys.readouterr().err
+    info = json.loads((tmp_path / "s" / "store.json").read_text())
+    assert info["complete"] and info["document_sha256"] != first["document_sha256"]  # b.txt now

@@ -83,8 +83,10 @@ def test_a_finished_document_is_reopened_not_ingested_again(bundle, tmp_path):
     again.engine = counter
     assert again.ingest_ids(ids, store=tmp_path / "doc") == len(ids)
     assert counter.calls == 0 and again.resumed_from == len(ids)
-    other = crash.document(600, seed=5)  # another document in the same place is ingested anew
-    assert again.ingest_ids(other, store=tmp_path / "doc") == len(other) and counter.calls > 0
+    other = crash.document(600, seed=5)  # another document in the same place: only when told to
+    with pytest.raises(StoreError, match="already holds another document"):
+        again.ingest_ids(other, store=tmp_path / "doc")
+    assert again.ingest_ids(other, store=tmp_path / "doc", replace=True) == len(other) and counter.calls > 0
     assert again.resumed_from is None
 
 
@@ -92,7 +94,10 @@ def test_resume_refuses_a_checkpoint_of_another_document(bundle, tmp_path):
     with pytest.raises(Interrupt):
         ingest(bundle, crash.document(1200, seed=3), tmp_path / "doc", steps=40)
     other = crash.document(1200, seed=9)
-    session = ingest(bundle, other, tmp_path / "doc")
+    with pytest.raises(StoreError, match="another document .its ingest unfinished"):
+        ingest(bundle, other, tmp_path / "doc")
+    session = Session(bundle, engine="torch", checkpoint_tokens=64)
+    session.ingest_ids(other, store=tmp_path / "doc", replace=True)
     assert session.resumed_from is None
     assert session.document_ids == other
 

@@ -30,13 +30,15 @@ def run(args: argparse.Namespace) -> int:
     from acre.runtime.profiler import format_profile, session_profile
     from acre.runtime.session import Session
 
+    if args.replace and not args.context:
+        raise InputError("--replace needs --context FILE: the document to ingest in the store's place")
+    if not (args.context or args.store):
+        raise InputError("give --context FILE (or --store DIR of a document ingested before)")
     session = Session(args.bundle, engine=args.engine, policy=args.policy)
-    if args.store and (args.store / "store.json").is_file() and not args.context:
+    if not args.context:
         n = session.open_document(args.store)
         print(f"opened {args.store}: {n:,} tokens, no re-ingest", file=sys.stderr)
     else:
-        if not args.context:
-            raise InputError("give --context FILE (or --store DIR of a document ingested before)")
         text = read_document(args.context)
         bar = tqdm(total=0, unit="tok", desc="ingest", file=sys.stderr)
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        n = session.ingest(text, store=args.store, progress=progress)
+        n = session.ingest(text, store=args.store, progress=progress, replace=args.replace)
         bar.close()
         if session.resumed_from == n:
             print(f"{args.store} already holds this document: reopened, no re-ingest", file=sys.stderr)
@@ -94,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         "--store",
         type=Path,
         help="directory for the document's L2: reopened if it holds this document, resumed if its "
-        "ingest was interrupted",
+        "ingest was interrupted; refused if it holds another document (see --replace)",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="ingest --context into --store anew, replacing whatever document the store holds",
     )
     p.add_argument("--question", required=True)
     p.add_argument("--max-new-tokens", type=int, default=200)

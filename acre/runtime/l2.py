@@ -136,17 +136,25 @@ class SpanStore:
 
     # ---- create / open ------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, meta: StoreMeta) -> SpanStore:
+    def create(cls, path: str | Path, meta: StoreMeta, document_sha256: str | None = None) -> SpanStore:
+        """A new, empty store at `path` (what was there is replaced). `document_sha256` names the
+        document from the start, so an interrupted ingest is not mistaken for a free directory."""
         if meta.codec not in CODECS:
             raise StoreError(f"unknown L2 codec {meta.codec!r}; choose {CODECS}")
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        _refuse_non_directory(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the store directory ({exc.strerror or exc})") from exc
         lock = _lock_for_writing(path)  # before touching anything another writer may own
         try:
             for name in ("spans.bin", "pot.npz"):
                 (path / name).unlink(missing_ok=True)
             (path / "spans.bin").touch()
             info = {"format": FORMAT, "version": VERSION, "meta": asdict(meta), "complete": False}
+            if document_sha256 is not None:
+                info["document_sha256"] = document_sha256
             _write_json(path / "store.json", info)
         except BaseException:
             os.close(lock)
@@ -156,6 +164,9 @@ class SpanStore:
     @classmethod
     def open(cls, path: str | Path, fingerprint: str | None = None, writable: bool = False) -> SpanStore:
         path = Path(path)
+        _refuse_non_directory(path)
+        if not path.exists():
+            raise StoreError(f"{path}: no such store; ingest a document into it first")
         header_path = path / "store.json"
         if not header_path.is_file() or not (path / "spans.bin").is_file():
             raise StoreError(f"{path}: not an L2 store (store.json or spans.bin missing)")
@@ -177,6 +188,30 @@ class SpanStore:
         store = cls(path, meta, info, writable)
         store._scan()
         return store
+
+    @staticmethod
+    def peek(path: str | Path) -> dict[str, Any] | None:
+        """What `path` holds, before anything is written there: None for a new or empty directory
+        (or one holding only a store's leftovers), else its store.json header as it is (any
+        version; {} if unreadable). Refuses a file, and a directory of other files: acre never
+        writes its store among someone else's files."""
+        path = Path(path)
+        _refuse_non_directory(path)
+        if not path.is_dir():
+            return None
+        foreign = sorted(p.name for p in path.iterdir() if not _is_store_file(p.name))
+        if foreign:
+            raise StoreError(
+                f"{path}: not an acre L2 store (it holds {', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); give --store a new or empty directory"
+            )
+        if not (path / "store.json").is_file():
+            return None
+        try:
+            info = json.loads((path / "store.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return info if isinstance(info, dict) else {}
 
     def _scan(self) -> None:
         """Index the complete records; drop a trailing partial or corrupt record."""
@@ -396,6 +431,22 @@ def _meta_from(info: dict[str, Any]) -> StoreMeta:
     if result.record_bytes > MAX_RECORD_BYTES:
         raise ValueError(f"span records of {result.record_bytes} bytes")
     return result
+
+
+STORE_FILES = ("store.json", "spans.bin", "pot.npz", RESUME, "lock")
+
+
+def _is_store_file(name: str) -> bool:
+    """A file a store writes, its temporary files included (a kill can leave one behind)."""
+    return name in STORE_FILES or name.endswith((".tmp", ".tmp.npz"))
+
+
+def _refuse_non_directory(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise StoreError(
+            f"{path}: is a file, not a store directory; give --store a directory (new, empty, or "
+            "holding a document ingested before)"
+        )
 
 
 def _lock_for_writing(path: Path) -> int:

@@ -194,10 +194,12 @@ class Session:
         store: str | Path | None = None,
         progress: Progress | None = None,
         resume: bool = True,
+        replace: bool = False,
     ) -> int:
-        """Ingest a document (replacing any earlier one); returns its length in tokens.
-        With a refilling policy its L2 goes to `store` (a temporary directory if None)."""
-        return self.ingest_ids(self.document_prompt_ids(text), store, progress, resume)
+        """Ingest a document (replacing any earlier one in this session); returns its length in
+        tokens. With a refilling policy its L2 goes to `store` (a temporary directory if None); a
+        store that holds another document is refused unless `replace`."""
+        return self.ingest_ids(self.document_prompt_ids(text), store, progress, resume, replace)
 
     def ingest_ids(
         self,
@@ -205,9 +207,12 @@ class Session:
         store: str | Path | None = None,
         progress: Progress | None = None,
         resume: bool = True,
+        replace: bool = False,
     ) -> int:
         """Ingest document token ids. With `resume` and a `store` that already holds this document:
-        a finished ingest is reopened as it is, an interrupted one continues from its last checkpoint."""
+        a finished ingest is reopened as it is, an interrupted one continues from its last checkpoint.
+        A store holding another document (or another bundle's) is refused unless `replace`, which
+        ingests anew whatever the store holds."""
         self._check_ids(ids, "document")
         if not self.policy.bounded and len(ids) > self.pot.capacity - 1:
             raise InputError(
@@ -216,6 +221,9 @@ class Session:
             )
         digest = document_digest(ids)
         self.resumed_from = None
+        if store is not None and self.policy.refill:
+            self._guard_store(store, digest, replace)
+        resume = resume and not replace
         if resume and store is not None and self.policy.refill and self._reopen_finished(store, digest):
             self.resumed_from = len(ids)
             return len(ids)
@@ -252,6 +260,27 @@ class Session:
             self.index = SpanIndex(self.store.reps)
         return len(ids)
 
+    def _guard_store(self, store: str | Path, digest: str, replace: bool) -> None:
+        """Refuse to write over a store that holds another document or another bundle's L2: an
+        ingest there would silently destroy it. A store of this very document is fine (reopened or
+        resumed), and so is a damaged header (nothing in it can be served)."""
+        info = SpanStore.peek(store)  # refuses a file, or a directory of other files
+        if not info or replace:
+            return
+        meta = info.get("meta")
+        fingerprint = meta.get("fingerprint") if isinstance(meta, dict) else None
+        held = info.get("document_sha256")
+        if fingerprint != bundle_fingerprint(self.bundle):
+            what = "a document ingested with another model or bundle"
+        elif held is not None and held != digest:
+            what = "another document" + ("" if info.get("complete") else " (its ingest unfinished)")
+        else:
+            return
+        raise StoreError(
+            f"{store}: already holds {what}; to replace it pass replace=True (acre run --replace), "
+            "or choose another store directory"
+        )
+
     def _reopen_finished(self, store: str | Path, digest: str) -> bool:
         """If `store` already holds this very document, finished, with this bundle: reopen it."""
         try:
@@ -282,7 +311,7 @@ class Session:
                 return buffer, int(info["next_token"])
             if opened:
                 opened.close()
-        self.store = self._new_store(store)
+        self.store = self._new_store(store, digest)
         return SpanBuffer(self.store, self.probe_layers, self.layout.sink), 0
 
     def _restore(
@@ -324,11 +353,11 @@ class Session:
             codec=self.codec,
         )
 
-    def _new_store(self, store: str | Path | None) -> SpanStore:
+    def _new_store(self, store: str | Path | None, digest: str) -> SpanStore:
         if store is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="acre-l2-")
             store = self._tempdir.name
-        return SpanStore.create(store, self._store_meta())
+        return SpanStore.create(store, self._store_meta(), document_sha256=digest)
 
     def open_document(self, store: str | Path) -> int:
         """Reopen a document ingested earlier (by any process) with this bundle; no re-ingest."""
