@@ -17,5 +17,9 @@ class InputError(AcreError):
     """Text or token ids given to a session cannot be used (empty, out of range, too long)."""
 
 
+class DocumentError(InputError):
+    """A document file cannot be read: missing, binary, not UTF-8, an encrypted or scanned PDF."""
+
+
 class EngineError(AcreError):
     """An engine is unavailable here or its program failed to run."""

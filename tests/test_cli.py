@@ -149,3 +149,17 @@ def test_another_document_needs_replace(tiny_bundle, tmp_path, capsys):
     assert "already holds" not in capsys.readouterr().err
     info = json.loads((tmp_path / "s" / "store.json").read_text())
     assert info["complete"] and info["document_sha256"] != first["document_sha256"]  # b.txt now
+
+
+def test_a_pdf_context_is_the_same_document_as_its_text_twin(tiny_bundle, tmp_path, capsys):
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures" / "documents"
+    base = ["run", str(tiny_bundle), "--engine", "onnx", "--question", "Key?", "--max-new-tokens", "2"]
+    base += ["--store", str(tmp_path / "s")]
+    assert acre_main([*base, "--context", str(fixtures / "twin.txt")]) == 0
+    capsys.readouterr()
+    assert acre_main([*base, "--context", str(fixtures / "twin.pdf")]) == 0
+    assert "already holds this document" in capsys.readouterr().err  # same tokens: reopened
+    assert acre_main([*base, "--context", str(fixtures / "scanned.pdf")]) == 2
+    assert "without a text layer" in capsys.readouterr().err

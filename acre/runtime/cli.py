@@ -9,19 +9,11 @@ import time
 from pathlib import Path
 
 from acre.budget import parse_bytes
+from acre.documents import read_document
 from acre.errors import AcreError, InputError
 from acre.logs import quiet_libraries
 from acre.runtime.engines import ENGINES
 from acre.runtime.policies import POLICIES
-
-
-def read_document(path: Path) -> str:
-    if not path.is_file():
-        raise InputError(f"{path}: context file not found")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc})") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--engine", default="auto", choices=["auto", *ENGINES])
     common.add_argument("--policy", default="acre", choices=list(POLICIES))
     p = sub.add_parser("run", parents=[common], help="ingest a document and answer a question about it")
-    p.add_argument("--context", type=Path, help="UTF-8 text file with the document")
+    p.add_argument(
+        "--context",
+        type=Path,
+        help="the document: plain text (UTF-8), Markdown, HTML or PDF (by extension; PDFs by content too)",
+    )
     p.add_argument(
         "--store",
         type=Path,
