@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.tasks import missing_data
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -65,6 +67,9 @@ def main() -> None:
     p.add_argument("--name", default="run", help="results go to benchmarks/results/NAME.jsonl")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args()
+    missing = missing_data(args.tasks)
+    if missing:
+        sys.exit(missing)  # one line on stderr, exit status 1
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{args.name}.jsonl"
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

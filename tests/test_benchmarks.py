@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks.tasks import passkey
+from benchmarks.tasks import DATA, HAYSTACKS, SQUAD_SAMPLE, passkey
 from tests.conftest import make_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +51,9 @@ def test_the_squad_task_hides_the_gold_paragraph_among_distractors_without_the_a
     from benchmarks.tasks import normalise, squad, squad_paragraphs
 
     tokenizer = make_tokenizer()
-    case = squad(tokenizer, 1500, 0.5, seed=2)
-    gold = next(p for p, qas in squad_paragraphs() if any(q["question"] == case.question for q in qas))
+    case = squad(tokenizer, 1500, 0.5, seed=2, source=SQUAD_SAMPLE)
+    paragraphs = squad_paragraphs(SQUAD_SAMPLE)
+    gold = next(p for p, qas in paragraphs if any(q["question"] == case.question for q in qas))
     parts = case.document.split("\n\n")
     assert gold in parts and 0.2 < parts.index(gold) / len(parts) < 0.8
     assert len(tokenizer.encode(case.document)) >= 1500
@@ -67,8 +69,8 @@ def test_the_several_needles_task_hides_three_facts_and_asks_for_the_one_at_the_
 
     tokenizer = make_tokenizer()
     facts = [NEEDLE, *OTHER_NEEDLES]
-    for seed in range(3):
-        case = needles(tokenizer, 3000, 0.2, seed=seed)
+    for seed in range(3):  # in the shipped Wikipedia prose (each haystack: the test below)
+        case = needles(tokenizer, 4000, 0.2, seed=seed, haystack_name="wikipedia")
         where = {f[2]: case.document.index(f[0]) / len(case.document) for f in facts}
         assert all(f[0] in case.document for f in facts)
         asked = next(f for f in facts if f[1] == case.question)
@@ -76,7 +78,48 @@ def test_the_several_needles_task_hides_three_facts_and_asks_for_the_one_at_the_
         others = sorted(v for k, v in where.items() if k != asked[2])
         assert abs(others[0] - 0.53) < 0.05 and abs(others[1] - 0.87) < 0.05
         assert case.correct(f"It is {asked[2]}.") and not case.correct("I do not know.")
-    assert len({needles(tokenizer, 3000, 0.5, seed=s).question for s in range(3)}) == 3
+    asked = {needles(tokenizer, 4000, 0.5, seed=s, haystack_name="wikipedia").question for s in range(3)}
+    assert len(asked) == 3
+
+
+def test_the_needle_task_hides_its_sentence_at_the_depth_of_each_shipped_haystack():
+    from acre.haystack import fill_to
+    from benchmarks.tasks import NEEDLE, haystack, needle
+
+    tokenizer = make_tokenizer()
+    for name in HAYSTACKS:
+        assert len(haystack(name)) > 100_000  # real prose, not a stub
+        prose = fill_to(tokenizer, haystack(name), 8000)
+        for depth in (0.3, 0.7):
+            case = needle(tokenizer, 8000, depth, seed=0, haystack_name=name)
+            at = case.document.index(NEEDLE[0]) / len(case.document)
+            # at the sentence end before the depth: long sentences and code blocks leave it further off
+            assert depth - 0.1 < at <= depth and case.question == NEEDLE[1], (name, depth, at)
+            assert case.document.replace(NEEDLE[0], "", 1) == prose  # the prose itself is unchanged
+        assert case.correct("Sit in Dolores Park.") and not case.correct("I do not know.")
+
+
+def test_without_its_data_the_harness_says_in_one_line_what_to_put_where(tmp_path):
+    env = {**os.environ, "ACRE_DATA": str(tmp_path)}  # an empty folder: no essays, no SQuAD dev
+    for task, name in [("needle", "PaulGrahamEssays"), ("squad", "squad/dev-v1.1.json")]:
+        cmd = [sys.executable, "-m", "benchmarks", "--bundle", "nowhere", "--tasks", "passkey", task,
+               "--out-dir", str(tmp_path / "results")]  # fmt: skip
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and not done.stdout
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"task {task} needs" in lines[0] and f"{tmp_path / name} ($ACRE_DATA)" in lines[0]
+        assert not (tmp_path / "results").exists()  # nothing run, nothing written
+
+
+def test_every_shipped_data_file_is_named_with_its_licence_in_the_readme_beside_it():
+    files = [f for f in DATA.rglob("*") if f.is_file() and f.suffix in (".txt", ".json", ".jsonl")]
+    assert len(files) >= 25 and sum(f.stat().st_size for f in files) < 5 * 2**20
+    for f in files:
+        if f.name.startswith(("README", "LICENSE")):
+            continue
+        readme = (f.parent / "README.md").read_text(encoding="utf-8")
+        assert f.name in readme and "icen" in readme, f  # licence / licensed
 
 
 def test_the_report_tables_pot_sizes_and_ablations_per_policy_from_the_results(tmp_path):
