@@ -4,6 +4,8 @@
 # acre rows are there). Appends to benchmarks/results/ablation.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the essays and full SQuAD are not shipped (benchmarks/data/README.md); the project machines have them here
+export ACRE_DATA=${ACRE_DATA:-$PWD/../shared/data}
 PY=.venv/bin/python
 for switch in use_attention=false use_index=false use_probes=false use_tree=false use_lexical=false \
     refill_mode=reuse; do

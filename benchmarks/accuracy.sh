@@ -7,6 +7,8 @@
 # (~1.5 hours on 2 cores); render with `python -m benchmarks.report`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the essays and full SQuAD are not shipped (benchmarks/data/README.md); the project machines have them here
+export ACRE_DATA=${ACRE_DATA:-$PWD/../shared/data}
 PY=.venv/bin/python
 for pot in 1024 8064; do
   [ -f build/smollm2-torch-$pot/manifest.json ] || $PY -c "

@@ -4,6 +4,8 @@
 # program) and `full` on the same prompts, back to back. Appends to benchmarks/results/anchor.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the essays and full SQuAD are not shipped (benchmarks/data/README.md); the project machines have them here
+export ACRE_DATA=${ACRE_DATA:-$PWD/../shared/data}
 PY=.venv/bin/python
 bash benchmarks/setup_llamacpp.sh
 [ -f build/smollm2-android/manifest.json ] || .venv/bin/acre-export --target android --pot 1024 --out build/smollm2-android

@@ -7,6 +7,8 @@
 # benchmarks/results/potsizes.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the essays and full SQuAD are not shipped (benchmarks/data/README.md); the project machines have them here
+export ACRE_DATA=${ACRE_DATA:-$PWD/../shared/data}
 PY=.venv/bin/python
 [ -f build/smollm2-torch-1024/manifest.json ] || $PY -c "
 from acre.exporter.export import export_bundle
