@@ -163,3 +163,23 @@ def test_a_pdf_context_is_the_same_document_as_its_text_twin(tiny_bundle, tmp_pa
     assert "already holds this document" in capsys.readouterr().err  # same tokens: reopened
     assert acre_main([*base, "--context", str(fixtures / "scanned.pdf")]) == 2
     assert "without a text layer" in capsys.readouterr().err
+
+
+def test_sources_are_printed_after_the_answer(tiny_bundle, tmp_path, capsys):
+    import re
+
+    doc = "".join(f"Line {i}: the crate on dock {i % 9} holds {300 + 11 * i} apples.\n" for i in range(14))
+    (tmp_path / "doc.txt").write_text(doc)
+    args = ["run", str(tiny_bundle), "--engine", "onnx", "--question", "How many apples on dock 4?"]
+    args += ["--max-new-tokens", "2", "--store", str(tmp_path / "s"), "--sources"]
+    assert acre_main([*args, "--context", str(tmp_path / "doc.txt")]) == 0
+    out = capsys.readouterr().out
+    rest = out.partition("\n\nsources (")[2]
+    assert rest and rest.index("[1] characters") < rest.index("memory profile")
+    rest = rest.partition("memory profile")[0]
+    for start, end in re.findall(r"\[\d+\] characters ([\d,]+)-([\d,]+)", rest):
+        quoted = doc[int(start.replace(",", "")) : int(end.replace(",", ""))]
+        assert "\n".join("    " + line for line in quoted.splitlines()) in rest
+    # the reopened store quotes the same passages
+    assert acre_main(args) == 0
+    assert capsys.readouterr().out.partition("\n\nsources (")[2].partition("memory profile")[0] == rest

@@ -75,3 +75,72 @@ def test_document_longer_than_the_full_pot_is_refused(tiny_bundle):
     s = Session(tiny_bundle, engine="torch", policy="full")
     with pytest.raises(InputError, match="pot"):
         s.ingest(DOCUMENT * 20)
+
+
+# ---- sources --------------------------------------------------------------------------------
+COLORS = ["red", "green", "blue", "yellow", "white", "black", "grey", "brown"]
+LONG = "".join(
+    f"Note {i}: the {COLORS[i % 8]} box on shelf {i * 7 % 13} holds {1000 + 37 * i} coins.\n"
+    for i in range(14)
+)
+QUESTION = "How many coins does the box on shelf 9 hold?"
+
+
+@pytest.fixture(scope="module")
+def sourced(tiny_bundle, tmp_path_factory):
+    store = tmp_path_factory.mktemp("sources") / "doc"
+    s = Session(tiny_bundle, engine="onnx")
+    s.ingest(LONG, store=store)
+    list(s.ask(QUESTION, max_new_tokens=3))
+    return s, store
+
+
+def test_sources_quote_the_document_exactly_in_document_order(sourced):
+    s, _ = sourced
+    sources = s.last.sources
+    assert s.last.spans and sources
+    for source in sources:
+        assert LONG[source.start : source.end] == source.text and source.text.strip() == source.text
+    assert all(a.end < b.start for a, b in zip(sources, sources[1:], strict=False))
+
+
+def test_sources_cover_every_refilled_token(sourced):
+    s, _ = sourced
+    offsets = s.source_map.offsets
+    refilled = s.pot.token[s.slots_of(SlotKind.REFILL)]
+    assert len(refilled)
+    for t in refilled:
+        start, end = (int(x) for x in offsets[t])
+        word = LONG[start:end].strip()
+        if start < 0 or not word:
+            continue  # a template token, or a token of whitespace
+        start += LONG[start:end].index(word)
+        assert any(src.start <= start and start + len(word) <= src.end for src in s.last.sources), t
+    # and nothing but the chosen spans: each source lies in the text of consecutive chosen spans
+    ranges: list[list[int]] = []
+    for i in s.last.spans:
+        rows = offsets[s.store.starts[i] : s.store.starts[i] + s.store.lengths[i]]
+        rows = rows[rows[:, 0] >= 0]
+        if ranges and ranges[-1][2] == i - 1:
+            ranges[-1][1:] = [int(rows[:, 1].max()), i]
+        else:
+            ranges.append([int(rows[:, 0].min()), int(rows[:, 1].max()), i])
+    assert len(ranges) == len(s.last.sources)
+    for (start, end, _), src in zip(ranges, s.last.sources, strict=True):
+        assert start <= src.start < src.end <= end and src.text == LONG[start:end].strip()
+
+
+def test_a_reopened_store_gives_the_same_sources(tiny_bundle, sourced):
+    s, store = sourced
+    again = Session(tiny_bundle, engine="onnx")
+    again.open_document(store)
+    list(again.ask(QUESTION, max_new_tokens=3))
+    assert again.last.spans == s.last.spans and again.last.sources == s.last.sources
+
+
+def test_token_ids_alone_give_no_sources(tiny_bundle, sourced):
+    s, _ = sourced
+    bare = Session(tiny_bundle, engine="onnx")
+    bare.ingest_ids(s.document_ids)
+    list(bare.ask(QUESTION, max_new_tokens=1))
+    assert bare.last.spans and bare.last.sources == [] and bare.source_map is None

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from acre.budget import parse_bytes
 from acre.documents import read_document
@@ -14,6 +15,9 @@ from acre.errors import AcreError, InputError
 from acre.logs import quiet_libraries
 from acre.runtime.engines import ENGINES
 from acre.runtime.policies import POLICIES
+
+if TYPE_CHECKING:
+    from acre.runtime.session import Session
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,9 +59,30 @@ def run(args: argparse.Namespace) -> int:
     ):
         first = first or time.perf_counter() - started
         print(piece, end="", flush=True)
+    if args.sources:
+        print("\n\n" + format_sources(session), end="")
     print(f"\n\nmemory profile (first answer token after {first or 0:.2f} s)")
     print(format_profile(session_profile(session)))
     return 0
+
+
+def format_sources(session: Session) -> str:
+    """The passages the answer was made from, each with its character range in the document."""
+    sources = session.last.sources
+    if sources:
+        lines = [f"sources ({len(sources)} passage{'s' if len(sources) > 1 else ''} of the document):"]
+        for i, source in enumerate(sources, 1):
+            lines.append(f"[{i}] characters {source.start:,}-{source.end:,}")
+            lines += ["    " + line for line in source.text.splitlines()]
+        return "\n".join(lines)
+    if not session.policy.refill:
+        return f"sources: none (policy {session.policy.name} refills no passages)"
+    if session.source_map is None:
+        return (
+            "sources: unknown (this store keeps no document text: ingested from token ids or by an "
+            "older acre; ingest it again with --context FILE --replace)"
+        )
+    return "sources: none (no passage of the document was refilled for this question)"
 
 
 def profile(args: argparse.Namespace) -> int:
@@ -100,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         help="ingest --context into --store anew, replacing whatever document the store holds",
     )
     p.add_argument("--question", required=True)
+    p.add_argument(
+        "--sources", action="store_true", help="print the passages of the document the answer came from"
+    )
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)

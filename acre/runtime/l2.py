@@ -7,7 +7,11 @@ A store is a directory:
                    crc32 of its token ids alone, so they can be read and checked without the K/V) +
                    token ids + K and V of every layer (fp16, or int8 with per-row scales) +
                    representative keys of the probe layers (the span index entries)
-    pot.npz      the pot as it stood after ingest, so a reopened document is asked without re-ingest
+    pot.npz      the pot as it stood after ingest, so a reopened document is asked without re-ingest,
+                 and the document's token ids; when ingested from text also the text (UTF-8 bytes,
+                 `document_text`) and each token's character range (`document_offsets`), for
+                 sources. Stores written before those two arrays existed still open (format 1 is
+                 unchanged): they give no sources
     resume.npz   while ingest runs: the last checkpoint (pot, partial span, next token), so an
                  interrupted ingest continues from there instead of from the start
 

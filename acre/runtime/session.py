@@ -4,6 +4,7 @@
     session.ingest(text, store="docs/report")    # L2 on flash, L1 + sinks + recent in the pot
     for piece in session.ask("What is the pass key?"):
         print(piece, end="")
+    session.last.sources                         # the passages refilled for it: start, end, text
     # later, in another process: Session("bundle/").open_document("docs/report")
 
 The prompt is the tokenizer's chat template with the document and the question in one user turn:
@@ -36,6 +37,7 @@ from acre.runtime.policies import CATALYST, Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind
 from acre.runtime.sampling import sample
 from acre.runtime.selection import choose_spans, combine_scores, refill_placement
+from acre.runtime.sources import Source, SourceMap
 from acre.runtime.span_index import SpanIndex
 
 _MARKER = "\u0000ACRE-DOCUMENT\u0000"
@@ -84,6 +86,9 @@ class QuestionStats:
     span_scores: np.ndarray | None = None
     bytes_read: int = 0
     read_s: float = 0.0  # wall time spent reading (and checking) the chosen spans from L2
+    # the refilled spans as passages of the document text, in document order (empty when nothing
+    # was refilled, or the document came as token ids or from a store that keeps no text)
+    sources: list[Source] = field(default_factory=list)
 
 
 class Session:
@@ -132,6 +137,7 @@ class Session:
         self.document_ids: list[int] = []
         self.prompt_ids: list[int] = []  # the prompt of the last question, as the model saw it in order
         self.last = QuestionStats()
+        self.source_map: SourceMap | None = None  # the document's text and token->character offsets
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
 
     def _regions(self) -> dict[SlotKind, np.ndarray]:
@@ -159,12 +165,7 @@ class Session:
 
     # ---- tokens -------------------------------------------------------------------------------
     def encode(self, text: str, what: str) -> list[int]:
-        if not isinstance(text, str):
-            raise InputError(
-                f"the {what} must be text (str), not {type(text).__name__}; decode bytes as UTF-8 first"
-            )
-        if not text.strip():
-            raise InputError(f"the {what} is empty")
+        _check_text(text, what)
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _check_ids(self, ids: list[int], what: str) -> None:
@@ -177,11 +178,16 @@ class Session:
             )
 
     def document_prompt_ids(self, text: str) -> list[int]:
-        ids = self.encode(text, "document")
+        return self.document_prompt(text)[0]
+
+    def document_prompt(self, text: str) -> tuple[list[int], SourceMap]:
+        """The document's prompt ids (template prefix, or BOS, then the text) and its source map."""
+        _check_text(text, "document")
+        lead = self.tokenizer.encode(self.prefix, add_special_tokens=False) if self.prefix else []
         if not self.prefix and getattr(self.tokenizer, "bos_token_id", None) is not None:
-            ids = [self.tokenizer.bos_token_id, *ids]
-        prefix_ids = self.tokenizer.encode(self.prefix, add_special_tokens=False) if self.prefix else []
-        return prefix_ids + ids
+            lead = [self.tokenizer.bos_token_id]
+        ids, source_map = SourceMap.build(self.tokenizer, text, len(lead))
+        return lead + ids, source_map
 
     def question_prompt_ids(self, question: str) -> list[int]:
         self.encode(question, "question")  # refuses an empty question
@@ -199,7 +205,8 @@ class Session:
         """Ingest a document (replacing any earlier one in this session); returns its length in
         tokens. With a refilling policy its L2 goes to `store` (a temporary directory if None); a
         store that holds another document is refused unless `replace`."""
-        return self.ingest_ids(self.document_prompt_ids(text), store, progress, resume, replace)
+        ids, source_map = self.document_prompt(text)
+        return self.ingest_ids(ids, store, progress, resume, replace, source_map)
 
     def ingest_ids(
         self,
@@ -208,12 +215,16 @@ class Session:
         progress: Progress | None = None,
         resume: bool = True,
         replace: bool = False,
+        source_map: SourceMap | None = None,
     ) -> int:
-        """Ingest document token ids. With `resume` and a `store` that already holds this document:
-        a finished ingest is reopened as it is, an interrupted one continues from its last checkpoint.
+        """Ingest document token ids (`source_map`: their text and offsets, for sources). With
+        `resume` and a `store` that already holds this document: a finished ingest is reopened as it
+        is, an interrupted one continues from its last checkpoint.
         A store holding another document (or another bundle's) is refused unless `replace`, which
         ingests anew whatever the store holds."""
         self._check_ids(ids, "document")
+        if source_map is not None and len(source_map.offsets) != len(ids):
+            raise InputError(f"the source map covers {len(source_map.offsets)} tokens, not {len(ids)}")
         if not self.policy.bounded and len(ids) > self.pot.capacity - 1:
             raise InputError(
                 f"the document has {len(ids)} tokens; the 'full' policy keeps all of them in the pot, "
@@ -226,7 +237,9 @@ class Session:
         resume = resume and not replace
         if resume and store is not None and self.policy.refill and self._reopen_finished(store, digest):
             self.resumed_from = len(ids)
+            self.source_map = self.source_map or source_map  # a store that keeps no text: this one's
             return len(ids)
+        self.source_map = source_map
         self.pot.clear(np.arange(self.pot.capacity))
         self.document_ids, self.index, self.lexical = [], None, None
         buffer, begin = self._open_store(store, digest, resume) if self.policy.refill else (None, 0)
@@ -254,7 +267,11 @@ class Session:
             buffer.flush()
             state = {name: getattr(self.pot, name) for name in POT_ARRAYS}
             self.store.finish(
-                {**state, "document_ids": np.asarray(ids, dtype=np.int32)},
+                {
+                    **state,
+                    "document_ids": np.asarray(ids, dtype=np.int32),
+                    **(source_map.arrays() if source_map else {}),
+                },
                 {"policy": self.policy.name, "document_sha256": digest},
             )
             self.index = SpanIndex(self.store.reps)
@@ -375,6 +392,7 @@ class Session:
             self.store.close()
         self.store, self.index, self.lexical = opened, SpanIndex(opened.reps), None
         self.document_ids = state["document_ids"].tolist()
+        self.source_map = SourceMap.from_arrays(state)
         return len(self.document_ids)
 
     def _place(self, start: int, n: int, out: StepOutputs, catalyst_rows: slice) -> None:
@@ -465,6 +483,7 @@ class Session:
         if self.policy.refill and self.store and self.store.span_count:
             read_before = self.store.bytes_read
             spans = self._select_spans(attention, queries, question_ids)
+            self.last.sources = self.sources_of(spans)
             self.pot.clear(self.slots_of(SlotKind.QUESTION))  # refilled spans must not see the question
             self._refill(spans)
             self.last.bytes_read = self.store.bytes_read - read_before
@@ -482,6 +501,13 @@ class Session:
             if not len(self.free_in(SlotKind.QUESTION)):
                 return  # the question region is full: the answer is cut here
             logits, _ = self._prefill([token])
+
+    def sources_of(self, spans: list[int]) -> list[Source]:
+        """The passages of the document text that these L2 spans hold, in document order."""
+        if self.source_map is None or self.store is None:
+            return []
+        starts, lengths = self.store.starts, self.store.lengths
+        return self.source_map.passages([(starts[i], starts[i] + lengths[i]) for i in spans])
 
     def _reset_question(self) -> None:
         """Back to the pot as ingest left it: no question, no refill, every stored entry visible."""
@@ -624,6 +650,15 @@ class Session:
             self.pot.write(slots, out.k_new[:, :, :n], out.v_new[:, :, :n], positions, SlotKind.QUESTION)
             logits = out.logits
         return logits, (attention, np.concatenate(queries, axis=2))
+
+
+def _check_text(text: object, what: str) -> None:
+    if not isinstance(text, str):
+        raise InputError(
+            f"the {what} must be text (str), not {type(text).__name__}; decode bytes as UTF-8 first"
+        )
+    if not text.strip():
+        raise InputError(f"the {what} is empty")
 
 
 def select_probe_queries(queries: np.ndarray, share: float = 0.25) -> np.ndarray:
