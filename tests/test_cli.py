@@ -183,3 +183,15 @@ def test_sources_are_printed_after_the_answer(tiny_bundle, tmp_path, capsys):
     # the reopened store quotes the same passages
     assert acre_main(args) == 0
     assert capsys.readouterr().out.partition("\n\nsources (")[2].partition("memory profile")[0] == rest
+
+
+def test_chat_answers_each_line_of_input_with_the_dialogue_so_far(tiny_bundle, tmp_path, capsys, monkeypatch):
+    import io
+
+    (tmp_path / "doc.txt").write_text(DOC)
+    monkeypatch.setattr("sys.stdin", io.StringIO("Key?\nAnd the sun?\n\nnot asked\n"))
+    args = ["chat", str(tiny_bundle), "--engine", "onnx", "--context", str(tmp_path / "doc.txt")]
+    assert acre_main([*args, "--max-new-tokens", "3", "--sources"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("A: ") == 2 and "Q: Key?" in out and "Q: And the sun?" in out
+    assert "not asked" not in out and out.count("sources") == 2  # an empty line ends the dialogue

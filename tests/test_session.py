@@ -8,6 +8,7 @@ import pytest
 from acre.errors import InputError
 from acre.runtime.pot import SlotKind
 from acre.runtime.sampling import sample
+from acre.runtime.session import DOCUMENT_KINDS as DOC_KINDS
 from acre.runtime.session import Session
 
 DOCUMENT = "The sun is yellow. The pass key is 67890. Here we go, there and back again. " * 4
@@ -144,3 +145,73 @@ def test_token_ids_alone_give_no_sources(tiny_bundle, sourced):
     bare.ingest_ids(s.document_ids)
     list(bare.ask(QUESTION, max_new_tokens=1))
     assert bare.last.spans and bare.last.sources == [] and bare.source_map is None
+
+
+# ---- follow-up questions (chat) -------------------------------------------------------------
+@pytest.fixture
+def chatting(tiny_bundle):
+    s = Session(tiny_bundle, engine="onnx")
+    s.ingest(LONG)
+    return s
+
+
+def test_the_first_turn_of_a_chat_is_an_ordinary_question(chatting):
+    asked = "".join(chatting.ask(QUESTION, max_new_tokens=6))
+    prompt = chatting.prompt_ids
+    assert "".join(chatting.chat(QUESTION, max_new_tokens=6)) == asked
+    assert chatting.prompt_ids == prompt and chatting.last.notices == []
+    assert [t.question for t in chatting.dialogue.turns] == [QUESTION]
+    assert chatting.dialogue.turns[0].answer == asked
+
+
+def test_later_turns_see_the_earlier_ones_and_select_with_the_last(chatting, monkeypatch):
+    # earlier turns with known answers (a random model's answers are not clean text)
+    chatting.dialogue.add("On shelf 3?", "Red.")
+    chatting.dialogue.add("On 4?", "Blue.")
+    rendered = chatting.tokenizer.apply_chat_template(
+        [
+            {"role": "user", "content": "DOC\n\nOn shelf 3?"},
+            {"role": "assistant", "content": "Red."},
+            {"role": "user", "content": "On 4?"},
+            {"role": "assistant", "content": "Blue."},
+            {"role": "user", "content": "Blue box?"},
+        ],
+        tokenize=False,
+        add_generation_prompt=True,
+    ).partition("DOC")[2]
+    seen: list[list[int]] = []
+    prefill = chatting._prefill
+    monkeypatch.setattr(chatting, "_prefill", lambda ids: seen.append(list(ids)) or prefill(ids))
+    answer = "".join(chatting.chat("Blue box?", max_new_tokens=3))
+    assert chatting.tokenizer.decode(chatting.prompt_ids).endswith(rendered)
+    # spans were selected with the previous turn and this question, not the whole dialogue
+    previous = chatting.dialogue.turns[1:2]
+    assert seen[0] == chatting.dialogue.render(chatting.tokenizer, previous, "Blue box?")
+    assert chatting.last.notices == [] and "shelf 3" not in chatting.tokenizer.decode(seen[0])
+    assert chatting.tokenizer.decode(seen[1]) == rendered  # the answer is made with all of it
+    assert [(t.question, t.answer) for t in chatting.dialogue.turns][-1] == ("Blue box?", answer)
+
+
+def test_the_oldest_turns_are_dropped_when_the_dialogue_outgrows_its_region(chatting):
+    room = len(chatting.regions[SlotKind.QUESTION])
+    question = "Is the sky blue?"
+    for turn in range(1, 9):
+        list(chatting.chat(f"{turn}. {question}", max_new_tokens=8))
+        if chatting.last.notices:
+            break
+    assert turn > 2, "the region held fewer than two turns: the test says nothing"
+    assert chatting.last.notices and "dropped turn 1 ('1. Is the sky" in chatting.last.notices[0]
+    kept = [t.question.split(".")[0] for t in chatting.dialogue.turns]
+    assert kept == [str(n) for n in range(1 + len(chatting.last.notices), turn + 1)]  # the newest
+    question_part = len(chatting.prompt_ids) - int(chatting.pot.mask[chatting.slots_of(*DOC_KINDS)].sum())
+    assert question_part + min(8, room // 4) <= room
+    # a question too long to ask at all loses no turns
+    with pytest.raises(InputError, match="pot slots are left"):
+        list(chatting.chat(LONG[:600], max_new_tokens=8))
+    assert [t.question.split(".")[0] for t in chatting.dialogue.turns] == kept
+
+
+def test_a_new_document_starts_a_new_dialogue(chatting):
+    list(chatting.chat(QUESTION, max_new_tokens=2))
+    chatting.ingest(DOCUMENT)
+    assert chatting.dialogue.turns == []

@@ -9,8 +9,9 @@
 
 The prompt is the tokenizer's chat template with the document and the question in one user turn:
 the document part (template prefix + document) is ingested once; each question (+ template suffix)
-is prefilled after it and the answer decoded. Every question starts again from the ingested
-document: questions do not see earlier questions or answers.
+is prefilled after it and the answer decoded. Every ask() starts again from the ingested
+document: it does not see earlier questions or answers. chat() does: its earlier turns stay in the
+question region while they fit (acre/runtime/dialogue.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 
 from acre.bundle import TOKENIZER_DIR, Bundle
 from acre.errors import InputError
+from acre.runtime.dialogue import Dialogue
 from acre.runtime.engines import Engine, StepInputs, StepOutputs, open_engine
 from acre.runtime.l2 import SpanBuffer, SpanStore, StoreError, StoreMeta
 from acre.runtime.lexical import LexicalIndex
@@ -89,6 +91,7 @@ class QuestionStats:
     # the refilled spans as passages of the document text, in document order (empty when nothing
     # was refilled, or the document came as token ids or from a store that keeps no text)
     sources: list[Source] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # what the user is told (chat: dropped turns)
 
 
 class Session:
@@ -138,6 +141,7 @@ class Session:
         self.prompt_ids: list[int] = []  # the prompt of the last question, as the model saw it in order
         self.last = QuestionStats()
         self.source_map: SourceMap | None = None  # the document's text and token->character offsets
+        self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)  # chat() turns; a new document resets it
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
 
     def _regions(self) -> dict[SlotKind, np.ndarray]:
@@ -242,6 +246,7 @@ class Session:
         self.source_map = source_map
         self.pot.clear(np.arange(self.pot.capacity))
         self.document_ids, self.index, self.lexical = [], None, None
+        self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
         buffer, begin = self._open_store(store, digest, resume) if self.policy.refill else (None, 0)
         if self.store and buffer:
             self.store.reserve(-(-len(ids) // self.span_tokens))  # the index in RAM, sized once
@@ -393,6 +398,7 @@ class Session:
         self.store, self.index, self.lexical = opened, SpanIndex(opened.reps), None
         self.document_ids = state["document_ids"].tolist()
         self.source_map = SourceMap.from_arrays(state)
+        self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
         return len(self.document_ids)
 
     def _place(self, start: int, n: int, out: StepOutputs, catalyst_rows: slice) -> None:
@@ -450,13 +456,47 @@ class Session:
         seed: int | None = None,
     ) -> Iterator[str]:
         """Stream the answer to `question` as text pieces."""
+        ids = self.question_prompt_ids(question)
+        yield from self._pieces(self.generate(ids, max_new_tokens, temperature, top_p, seed), [])
+
+    def chat(
+        self,
+        question: str,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Stream the answer to the next question of a dialogue (acre/runtime/dialogue.py): the
+        earlier turns stay in the question region while they fit, the oldest dropped first (said in
+        `self.last.notices`); spans are selected anew with this question and the turn before it."""
+        self.encode(question, "question")  # refuses an empty question
+        room = len(self.regions[SlotKind.QUESTION])
+        if not self.policy.bounded:  # full: the question region is what the document left
+            room -= len(self.document_ids)
+        reserve = min(max_new_tokens, room // 4)  # the answer's share of the region
+        ids, selection, drop, notices = self.dialogue.fit(self.tokenizer, question, room, reserve)
+        answer: list[str] = []
+        before = self.last
+        try:
+            tokens = self.generate(ids, max_new_tokens, temperature, top_p, seed, selection_ids=selection)
+            for piece in self._pieces(tokens, answer):
+                self.last.notices = notices
+                yield piece
+        finally:
+            if self.last is not before:  # generate began (its checks passed): the turn was asked
+                self.last.notices = notices
+                self.dialogue.add(question, "".join(answer), drop)
+
+    def _pieces(self, tokens: Iterator[int], text_out: list[str]) -> Iterator[str]:
+        """Answer token ids as text pieces (appended to `text_out` as well)."""
         produced: list[int] = []
         shown = ""
-        ids = self.question_prompt_ids(question)
-        for token in self.generate(ids, max_new_tokens, temperature, top_p, seed):
+        for token in tokens:
             produced.append(token)
             text = self.tokenizer.decode(produced, skip_special_tokens=True)
             if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+                text_out.append(text[len(shown) :])
                 yield text[len(shown) :]
                 shown = text
 
@@ -467,8 +507,10 @@ class Session:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        selection_ids: list[int] | None = None,
     ) -> Iterator[int]:
-        """Stream answer token ids (stop tokens excluded) for already-tokenized question ids."""
+        """Stream answer token ids (stop tokens excluded) for already-tokenized question ids.
+        `selection_ids` (default: the question ids) are what spans are selected with."""
         if not self.document_ids:
             raise InputError("no document ingested; call ingest() or open_document() first")
         self._check_ids(question_ids, "question")
@@ -479,10 +521,12 @@ class Session:
                 f"the question has {len(question_ids)} tokens; only {room} pot slots are left for it"
             )
         self.last = QuestionStats()
-        logits, (attention, queries) = self._prefill(question_ids)
-        if self.policy.refill and self.store and self.store.span_count:
+        refills = bool(self.policy.refill and self.store and self.store.span_count)
+        probe = selection_ids if selection_ids and refills else question_ids
+        logits, (attention, queries) = self._prefill(probe)
+        if refills and self.store:
             read_before = self.store.bytes_read
-            spans = self._select_spans(attention, queries, question_ids)
+            spans = self._select_spans(attention, queries, probe)
             self.last.sources = self.sources_of(spans)
             self.pot.clear(self.slots_of(SlotKind.QUESTION))  # refilled spans must not see the question
             self._refill(spans)
