@@ -76,15 +76,33 @@ class Case:
     question: str
     answer: str  # lower-case substring a correct answer contains
     answers: list[str] = field(default_factory=list)  # QA tasks: every gold answer, scored normalised
+    # the suite's cases (benchmarks/suite.py) also record these
+    wrong: list[str] = field(default_factory=list)  # values that, named before the answer, make it wrong
+    need_all: bool = False  # every one of `answers` must be named (several values for one key)
+    evidence: list[str] = field(default_factory=list)  # the text the answer needs the model to be shown
+    kind: str = ""  # what the answer is: number, code, name, place, phrase, location, squad, nq
+    haystack: str = ""
+    seed: int | None = None
+    split: str = ""
 
     def correct(self, reply: str) -> bool:
-        if self.answers:
-            return any(normalise(a) in normalise(reply) for a in self.answers)
-        return self.answer in reply.lower()
+        if not self.answers:
+            return self.answer in reply.lower()
+        got = f" {normalise(reply)} "  # whole words only: "12" is not found in "4127"
+        at = [got.find(f" {normalise(a)} ") for a in self.answers]
+        if self.need_all:
+            return min(at) >= 0
+        first = min((i for i in at if i >= 0), default=-1)
+        return first >= 0 and not any(0 <= got.find(f" {normalise(w)} ") < first for w in self.wrong)
 
     def f1(self, reply: str) -> float | None:
         """Best token F1 of the reply against the gold answers (SQuAD's metric); None for needle tasks."""
         return max(token_f1(reply, a) for a in self.answers) if self.answers else None
+
+    def record(self) -> dict[str, Any]:
+        """What a result line keeps of the case, enough to make it again (benchmarks.suite.make_case)."""
+        return {"family": self.task, "kind": self.kind, "haystack": self.haystack, "seed": self.seed,
+                "split": self.split, "answers": self.answers, "wrong": self.wrong}  # fmt: skip
 
 
 def normalise(text: str) -> str:
