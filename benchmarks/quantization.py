@@ -1,15 +1,17 @@
 """What weight quantization costs the ExecuTorch program of the built-in model, against fp32.
 
     .venv/bin/python -m benchmarks.quantization \
-        --bundle fp32=build/smollm2-android-fp32 --bundle 8da4w-mlp-emb=build/smollm2-android \
-        --eager-schemes 8da8w 8da4w 8da4w-mlp 8da4w-mlp-only --passkey fp32 8da4w-mlp-emb
+        --bundle 8da4w-mlp-emb=build/smollm2-android-8da4w --bundle gguf=build/smollm2-android \
+        --eager-schemes gguf 8da8w 8da4w-mlp-emb --passkey 8da4w-mlp-emb gguf
 
 (benchmarks/quantization.sh exports the two bundles first.)
 
 One JSON line per measurement is appended to benchmarks/results/quantization.jsonl:
 
-quality   next-token distributions on Paul Graham's essays against fp32 eager (the `torch` engine's
-          StepModel, fp32 pot): mean KL(fp32 || scheme) and top-1 agreement, position by position
+quality   next-token distributions on real prose (the openings of the shipped fiction and wikipedia
+          haystacks, benchmarks/data; the exporter's outlier calibration uses none of it) against
+          fp32 eager (the `torch` engine's StepModel, fp32 pot): mean KL(fp32 || scheme) and top-1
+          agreement, position by position
           through the decode entry point with the earlier tokens in the pot. `source` says whether
           the scheme ran as an exported .pte (executorch runtime) or as a quantized eager module
           (torchao's reference kernels, same rounding; used to compare schemes without exporting).
@@ -35,10 +37,11 @@ import torch
 
 from acre.bundle import Bundle
 from acre.exporter.checkpoint import load_checkpoint
-from acre.exporter.quantize import quantize_step
+from acre.exporter.export import source_grids
+from acre.exporter.quantize import calibration_ids, quantize_step
 from acre.runtime.engines import ExecuTorchEngine, StepInputs
 from acre.step import StepModel
-from benchmarks.tasks import ESSAYS
+from benchmarks.tasks import haystack
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quantization.jsonl"
 
@@ -62,16 +65,9 @@ def environment() -> dict[str, Any]:
     }
 
 
-def essay_segments(tokenizer: Any, segments: int, length: int) -> list[list[int]]:
-    """`segments` runs of `length` tokens, each from the start of a different essay (sorted names)."""
-    out = []
-    for path in sorted(ESSAYS.glob("*.txt")):
-        ids = tokenizer.encode(path.read_text(encoding="utf-8"), add_special_tokens=False)
-        if len(ids) > length:
-            out.append(ids[:length])
-        if len(out) == segments:
-            return out
-    raise SystemExit(f"{ESSAYS}: not enough essays of {length} tokens")
+def prose_segments(tokenizer: Any, names: list[str], length: int) -> list[list[int]]:
+    """The first `length` tokens of each named haystack."""
+    return [tokenizer.encode(haystack(name), add_special_tokens=False)[:length] for name in names]
 
 
 def decode_logits(call: Any, g: Any, pot: int, kv_dtype: np.dtype, ids: list[int]) -> np.ndarray:
@@ -176,8 +172,8 @@ def main() -> None:
     p.add_argument(
         "--eager-schemes", nargs="*", default=[], help="schemes to score as quantized eager modules"
     )
-    p.add_argument("--segments", type=int, default=2)
-    p.add_argument("--length", type=int, default=200, help="tokens per essay segment")
+    p.add_argument("--prose", nargs="+", default=["fiction", "wikipedia"], help="shipped haystacks")
+    p.add_argument("--length", type=int, default=200, help="tokens per prose segment")
     p.add_argument("--speed-repeats", type=int, default=4)
     p.add_argument("--passkey", nargs="*", default=None, help="bundle NAMEs to run the pass-key task on")
     p.add_argument("--passkey-length", type=int, default=2048)
@@ -197,15 +193,16 @@ def main() -> None:
     checkpoint = load_checkpoint("builtin")
     reference = StepModel.from_hf(checkpoint.model)
     g = reference.g
-    texts = essay_segments(checkpoint.tokenizer, args.segments, args.length)
-    config = {"segments": args.segments, "length": args.length, "essays": str(ESSAYS.name)}
+    texts = prose_segments(checkpoint.tokenizer, args.prose, args.length)
+    config = {"prose": args.prose, "length": args.length}
+    grids = source_grids(checkpoint, reference.g)
     ref = np.concatenate(
         [decode_logits(eager_call(reference), g, args.length, np.float32, ids) for ids in texts]
     )
 
     for scheme in args.eager_schemes:
         step = copy.deepcopy(reference)
-        record = quantize_step(step, scheme)
+        record = quantize_step(step, scheme, grids, calibration_ids(reference, checkpoint.tokenizer))
         started = time.perf_counter()
         got = np.concatenate(
             [decode_logits(eager_call(step), g, args.length, np.float32, ids) for ids in texts]

@@ -63,8 +63,8 @@ def test_bundle_lists_the_package_and_validation_passes(ios_bundle):
     assert program["default_function"] == "prefill"
     assert (program["deployment_target"], program["compute_precision"]) == ("iOS18", "float16")
     assert program["compression"]["dtype"] == "int8" and program["compression"]["weights"] > 0
-    # the other programs' description is untouched
-    assert bundle.manifest["quantization"] == {"weights": "float32", "activations": "float32"}
+    # the bundle-level summary says what the program's weights are
+    assert bundle.manifest["quantization"] == {"coreml": {"weights": "int8", "activations": "float16"}}
 
     on_disk = {p.relative_to(ios_bundle).as_posix() for p in (ios_bundle / PACKAGE).rglob("*") if p.is_file()}
     listed = {name for name in bundle.manifest["files"] if name.startswith(PACKAGE + "/")}

@@ -46,12 +46,14 @@ def test_the_manifest_records_the_scheme_of_the_executorch_program(quantized_bun
     record = Bundle.open(quantized_bundle).programs["executorch"]["quantization"]
     assert record["scheme"] == SCHEME
     parts = record["parts"]
-    assert [parts[p]["dtype"] for p in ("mlp", "embedding", "attention", "lm_head")] == [
-        "int4",
-        "int4",
-        "int8",
-        "int8",
+    assert [parts[p]["others"] for p in ("mlp", "embedding", "attention", "lm_head")] == [
+        "int4 groups of 32",
+        "int4 groups of 32",
+        "int8 per channel",
+        "int8 per channel",
     ]
+    assert all(parts[p]["tensors_on_source_grid"] == 0 for p in parts)  # an HF source has no grids
+    assert record["tensors"]["lm_head.weight"] == "int8 per channel: xnnpack 8da8w"
 
 
 def test_quantized_program_is_smaller_than_fp32(quantized_bundle, tiny_bundle):

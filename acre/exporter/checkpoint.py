@@ -28,6 +28,7 @@ class Checkpoint:
     model: Any  # a transformers *ForCausalLM in fp32, eval mode
     tokenizer: Any  # a transformers PreTrainedTokenizerFast
     source: str  # what the user named, for the manifest
+    gguf: Path | None = None  # the GGUF file the weights came from: its own grids can be kept
 
 
 def cache_root() -> Path:
@@ -50,14 +51,15 @@ def load_checkpoint(source: str | Path = BUILTIN) -> Checkpoint:
     path = builtin_gguf() if name == BUILTIN else Path(name).expanduser()
     if not path.exists():
         raise ModelLoadError(f"model not found: {path}")
+    gguf = None
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelLoadError(f"{path}: expected a .gguf file or a Hugging Face checkpoint directory")
-        path = _converted_gguf(path)
+        gguf, path = path, _converted_gguf(path)
     elif not (path / "config.json").is_file():
         raise ModelLoadError(f"{path}: no config.json, not a Hugging Face checkpoint directory")
     model, tokenizer = _load_hf_dir(path)
-    return Checkpoint(model=model, tokenizer=tokenizer, source=name)
+    return Checkpoint(model=model, tokenizer=tokenizer, source=name, gguf=gguf)
 
 
 def _load_hf_dir(path: Path) -> tuple[Any, Any]:

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         "--quantize",
         choices=list(SCHEMES),
         default=None,
-        help=f"ExecuTorch program weights (default {DEFAULT_SCHEME['android']}; fp32 for parity checks)",
+        help="ExecuTorch program weights (default: gguf, the source's own Q4_1/Q8_0 blocks, for a GGUF "
+        f"source; {DEFAULT_SCHEME['android']} otherwise; fp32 for parity checks)",
     )
     parser.add_argument(
         "--kv-dtype",

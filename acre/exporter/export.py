@@ -19,8 +19,15 @@ from acre.errors import InputError
 from acre.exporter.calibrate import find_retrieval_heads
 from acre.exporter.checkpoint import Checkpoint, load_checkpoint
 from acre.exporter.coreml import export_coreml
+from acre.exporter.gguf_grid import Grid, read_grids
 from acre.exporter.programs import export_executorch, export_onnx
-from acre.exporter.quantize import DEFAULT_SCHEME, check_scheme, quantize_step
+from acre.exporter.quantize import (
+    DEFAULT_SCHEME,
+    calibration_ids,
+    check_scheme,
+    default_scheme,
+    quantize_step,
+)
 from acre.geometry import Geometry
 from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
 
@@ -45,6 +52,27 @@ def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
         vocab[t] for t in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>") if t in vocab
     )
     return sorted(int(i) for i in ids)
+
+
+def source_grids(checkpoint: Checkpoint, g: Geometry) -> dict[str, Grid] | None:
+    """The GGUF source's own Q4_1 / Q8_0 blocks, checked against the weights the step module holds."""
+    if checkpoint.gguf is None:
+        return None
+    grids = read_grids(checkpoint.gguf, g.layers, g.heads, g.kv_heads)
+    state = checkpoint.model.state_dict()
+    for name, grid in grids.items():
+        weight = state.get(name, state["model.embed_tokens.weight"])  # lm_head may be tied
+        if not torch.equal(torch.from_numpy(grid.dequantize()), weight.detach().float()):
+            raise InputError(f"{checkpoint.gguf}: {name} does not match its {grid.kind} blocks; not exported")
+    return grids or None
+
+
+def summary(quantization: dict[str, Any] | None, compression: dict[str, Any] | None) -> dict[str, str]:
+    if quantization is not None:
+        return {k: quantization[k] for k in ("scheme", "weights", "activations")}
+    if compression is not None:
+        return {"weights": str(compression.get("dtype", "compressed")), "activations": "float16"}
+    return {"weights": "float32", "activations": "float32"}
 
 
 def export_bundle(
@@ -91,13 +119,16 @@ def export_bundle(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     programs: dict[str, dict[str, Any]] = {}
+    grids = source_grids(checkpoint, step.g) if "android" in targets else None
     for target in targets:
         engine, writer, filename = TARGETS[target]
         started = time.perf_counter()
         program_step, record = step, None
         if target in DEFAULT_SCHEME:  # quantized on a copy: the other targets keep their own weights
             program_step = copy.deepcopy(step)
-            record = quantize_step(program_step, quantize or DEFAULT_SCHEME[target])
+            scheme = quantize or default_scheme(target, grids)
+            calibration = calibration_ids(step, checkpoint.tokenizer)
+            record = quantize_step(program_step, scheme, grids, calibration)
         programs[engine] = writer(program_step, chunk, pot, work / filename)
         if record is not None:
             programs[engine]["quantization"] = record
@@ -123,7 +154,11 @@ def export_bundle(
                 "inputs": list(INPUT_NAMES),
                 "outputs": list(OUTPUT_NAMES),
             },
-            "quantization": {"weights": "float32", "activations": "float32"},
+            # per program: what each engine's weights are (details in programs.<engine>)
+            "quantization": {
+                engine: summary(info.get("quantization"), info.get("compression"))
+                for engine, info in programs.items()
+            },
             "budget": budget,
             "programs": programs,
             "tokenizer": {

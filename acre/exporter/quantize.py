@@ -21,10 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from acre.errors import InputError
+from acre.exporter.gguf_grid import BLOCK, Grid
 from acre.step import StepModel
 
 PARTS = ("mlp", "attention", "lm_head", "embedding")
@@ -32,10 +34,12 @@ PARTS = ("mlp", "attention", "lm_head", "embedding")
 
 @dataclass(frozen=True)
 class Rule:
-    bits: int  # 4 or 8
+    bits: int  # 4 or 8; 0: the source's grid (GRID)
     group: int | None  # None: one scale per output channel (per row for the embedding)
 
     def describe(self) -> str:
+        if self.bits == 0:
+            return "the source's own blocks"
         return f"int{self.bits} " + (f"groups of {self.group}" if self.group else "per channel")
 
 
@@ -77,7 +81,18 @@ SCHEMES: dict[str, dict[str, Rule]] = {
         "embedding": Rule(4, 32),
     },
 }
-DEFAULT_SCHEME = {"android": "8da4w-mlp-emb"}  # chosen by benchmarks/quantization.py (docs/quantization.md)
+# Every tensor that a GGUF source stores as Q4_1 or Q8_0 keeps those very blocks (GridLinear,
+# QuantizedEmbedding.from_grid); any other tensor gets the FALLBACK scheme's rule for its part.
+GRID = Rule(0, BLOCK)
+SCHEMES["gguf"] = dict.fromkeys(PARTS, GRID)
+FALLBACK = "8da4w-mlp-emb"
+OUTLIERS = 8  # input channels per grid layer kept out of the int8 activations (docs/quantization.md)
+# chosen by benchmarks/quantization.py (docs/quantization.md); `gguf` where the source has grids
+DEFAULT_SCHEME = {"android": FALLBACK}
+
+
+def default_scheme(target: str, grids: dict[str, Grid] | None) -> str:
+    return "gguf" if grids else DEFAULT_SCHEME[target]
 
 
 class QuantizedEmbedding(nn.Module):
@@ -103,6 +118,22 @@ class QuantizedEmbedding(nn.Module):
             nibbles = (q + 8).to(torch.uint8).reshape(vocab, dim // 2, 2)
             self.register_buffer("qweight", nibbles[..., 0] + 16 * nibbles[..., 1])  # [vocab, dim // 2]
         self.register_buffer("scales", scales)  # [vocab, dim // group]
+        self.register_buffer("offset", None)  # per-group constant of an asymmetric source grid (Q4_1)
+
+    @classmethod
+    def from_grid(cls, grid: Grid) -> QuantizedEmbedding:
+        """The source's own blocks, exactly: Q8_0 codes, or Q4_1 codes with their minimum."""
+        vocab, dim = grid.codes.shape
+        emb = cls(torch.zeros(1, dim), BLOCK, 8 if grid.kind == "q8_0" else 4)
+        scale = torch.from_numpy(grid.scale)
+        if grid.kind == "q8_0":
+            emb.qweight = torch.from_numpy(grid.codes.copy())
+        else:  # Q4_1: d * q + m = d * (q - 8) + (m + 8 d), packed two codes a byte like int4 rows
+            nibbles = torch.from_numpy(grid.codes.astype(np.uint8)).reshape(vocab, dim // 2, 2)
+            emb.qweight = nibbles[..., 0] + 16 * nibbles[..., 1]
+            emb.offset = torch.from_numpy(grid.minimum) + 8 * scale
+        emb.scales = scale
+        return emb
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         c = tokens.shape[0]
@@ -112,7 +143,88 @@ class QuantizedEmbedding(nn.Module):
             high = torch.div(packed, 16, rounding_mode="floor")
             rows = torch.stack((packed - 16 * high, high), dim=-1).reshape(c, -1) - 8
         scales = self.scales.index_select(0, tokens)
-        return (rows.to(torch.float32).reshape(c, -1, self.group) * scales.unsqueeze(-1)).reshape(c, -1)
+        out = rows.to(torch.float32).reshape(c, -1, self.group) * scales.unsqueeze(-1)
+        if self.offset is not None:
+            out = out + self.offset.index_select(0, tokens).unsqueeze(-1)
+        return out.reshape(c, -1)
+
+
+def _int4_linear(codes: np.ndarray, scale: np.ndarray) -> nn.Linear:
+    """An XNNPACK 8da4w linear layer with the given int4 codes (-8..7) and per-block scales. XNNPACK keeps
+    block scales in bf16, so they are rounded to bf16 here: the eager module then computes what the
+    lowered program computes."""
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+    from torchao.quantization.quantize_.workflows.intx.intx_unpacked_to_int8_tensor import (
+        IntxUnpackedToInt8TensorActivationQuantization as ActQuant,
+    )
+
+    rows, cols = codes.shape
+    weight = IntxUnpackedToInt8Tensor(
+        torch.from_numpy(codes.astype(np.int8)),
+        torch.from_numpy(scale).to(torch.bfloat16).float(),
+        torch.zeros(scale.shape, dtype=torch.int8),
+        torch.int4,
+        (1, BLOCK),
+        torch.float32,
+        ActQuant.INT8_ASYM_PER_TOKEN,
+    )
+    layer = nn.Linear(cols, rows, bias=False)
+    layer.weight = nn.Parameter(weight, requires_grad=False)
+    return layer
+
+
+class GridLinear(nn.Module):
+    """A linear layer on a GGUF block grid with no second rounding (up to bf16 block scales).
+
+    XNNPACK's int4 blocks are symmetric (codes -8..7, one scale per 32), so the codes go there and
+    each block's constant part goes to a small float layer over the input's 32-sums:
+        Q4_1   w = d q + m           = d (q - 8) + (m + 8 d)
+        Q8_0   w = d q, q = 16 h + l = 16 d h + d (l - 8) + 8 d    (h in -8..7, l in 0..15)
+    so a Q8_0 tensor costs two int4 layers: 8 bits a weight, as stored."""
+
+    def __init__(self, grid: Grid, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        rows, cols = grid.codes.shape
+        codes = grid.codes.astype(np.int16)
+        if grid.kind == "q4_1":
+            pieces = [(codes - 8, grid.scale)]
+            offset = grid.minimum + 8 * grid.scale
+        else:
+            high = np.floor_divide(codes, 16)
+            pieces = [(high, 16 * grid.scale), (codes - 16 * high - 8, grid.scale)]
+            offset = 8 * grid.scale
+        self.pieces = nn.ModuleList(_int4_linear(c, s) for c, s in pieces)
+        self.offset = nn.Linear(cols // BLOCK, rows, bias=bias is not None)
+        self.offset.weight = nn.Parameter(torch.from_numpy(offset.astype(np.float32)), requires_grad=False)
+        if bias is not None:
+            self.offset.bias = nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+        self.grid = grid  # kept for split_outliers (a plain attribute: not exported)
+        self.outliers: nn.Linear | None = None
+        self.register_buffer("outlier_index", None)
+        self.register_buffer("inlier_mask", None)
+
+    def split_outliers(self, channels: torch.Tensor) -> None:
+        """Take these input channels out of the int8-quantized activations (LLM.int8()'s idea): their
+        columns of the int4 part run in float32, the rest see inputs with a smaller range. Exact: the
+        float columns are the grid's own values."""
+        rows, cols = self.grid.codes.shape
+        channels = channels.sort().values
+        full = torch.from_numpy(self.grid.dequantize()) - self.offset.weight.repeat_interleave(BLOCK, dim=1)
+        self.outliers = nn.Linear(len(channels), rows, bias=False)
+        self.outliers.weight = nn.Parameter(full[:, channels].contiguous(), requires_grad=False)
+        mask = torch.ones(cols)
+        mask[channels] = 0.0
+        self.outlier_index, self.inlier_mask = channels, mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.offset(x.unflatten(-1, (-1, BLOCK)).sum(-1))
+        inliers = x
+        if self.outliers is not None:
+            y = y + self.outliers(x.index_select(-1, self.outlier_index))
+            inliers = x * self.inlier_mask
+        for piece in self.pieces:
+            y = y + piece(inliers)
+        return y
 
 
 def _part_of(fqn: str) -> str | None:
@@ -133,13 +245,90 @@ def _params(step: StepModel, part: str) -> int:
     )
 
 
+def _tensor_part(name: str) -> str | None:
+    return "embedding" if name == "model.embed_tokens.weight" else _part_of(name.removesuffix(".weight"))
+
+
+def _inside(fqn: str, modules: set[str]) -> bool:
+    return any(fqn == m or fqn.startswith(m + ".") for m in modules)
+
+
 def check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
         raise InputError(f"unknown quantization scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
 
 
-def quantize_step(step: StepModel, scheme: str) -> dict[str, Any]:
-    """Quantize `step` in place by `scheme`; return the manifest's `quantization` record."""
+def calibration_ids(step: StepModel, tokenizer: Any, tokens: int = 512) -> torch.Tensor:
+    """Token ids to find the activation outlier channels on: the retrieval-head probes' prose and
+    question, so the exporter needs no data set. Outlier channels are a property of the model (the
+    same few hidden dimensions carry large values whatever the text), which is why so little serves."""
+    import random
+
+    from acre.exporter.calibrate import _case
+
+    doc, question, _ = _case(tokenizer, random.Random(1), min(tokens, step.g.window // 2))
+    return torch.tensor(doc + question)
+
+
+@torch.no_grad()
+def _channel_peaks(
+    step: StepModel, layers: dict[str, GridLinear], ids: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    peaks: dict[str, torch.Tensor] = {}
+
+    def hook(name: str) -> Any:
+        def record(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            peak = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
+            peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
+
+        return record
+
+    handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
+    try:
+        pot = step.example_inputs(1, 1)[2:6]
+        hidden, *_ = step.run(ids, torch.arange(len(ids)), *pot)
+        step.lm_head(hidden)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return peaks
+
+
+def _onto_grids(step: StepModel, grids: dict[str, Grid], calibration: torch.Tensor | None) -> dict[str, str]:
+    """Replace every linear layer and the embedding that has a source grid; return what was done per
+    tensor (for the manifest)."""
+    layers: dict[str, GridLinear] = {}
+    for name, module in list(step.named_modules()):
+        for child_name, child in list(module.named_children()):
+            fqn = f"{name}.{child_name}" if name else child_name
+            grid = grids.get(fqn + ".weight")
+            if isinstance(child, nn.Linear) and grid is not None and _part_of(fqn):
+                layers[fqn] = GridLinear(grid, child.bias)
+                setattr(module, child_name, layers[fqn])
+    done = {
+        f"{fqn}.weight": f"{layer.grid.kind} grid: {len(layer.pieces)} x xnnpack 8da4w blocks of {BLOCK}"
+        for fqn, layer in layers.items()
+    }
+    embedding = grids.get("model.embed_tokens.weight")
+    if embedding is not None:
+        step.model.embed_tokens = QuantizedEmbedding.from_grid(embedding)
+        done["model.embed_tokens.weight"] = f"{embedding.kind} grid: portable lookup"
+    if calibration is not None and OUTLIERS:
+        for fqn, peak in _channel_peaks(step, layers, calibration).items():
+            layers[fqn].split_outliers(peak.topk(min(OUTLIERS, len(peak))).indices)
+            done[f"{fqn}.weight"] += f", {len(layers[fqn].outlier_index)} outlier input channels in float32"
+    return done
+
+
+def quantize_step(
+    step: StepModel,
+    scheme: str,
+    grids: dict[str, Grid] | None = None,
+    calibration: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """Quantize `step` in place by `scheme`; return the manifest's `quantization` record. `grids` are
+    the source checkpoint's own blocks (acre.exporter.gguf_grid), which the `gguf` scheme keeps;
+    `calibration` token ids find the activation outlier channels of those layers."""
     check_scheme(scheme)
     rules = SCHEMES[scheme]
     if not rules:
@@ -147,38 +336,56 @@ def quantize_step(step: StepModel, scheme: str) -> dict[str, Any]:
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
     from torchao.quantization.granularity import PerAxis, PerGroup
 
+    counts = {part: _params(step, part) for part in PARTS}
+    tensors: dict[str, str] = {}  # parameter name -> what was done, for the manifest
+    if GRID in rules.values():
+        if not grids:
+            raise InputError(
+                f"quantization scheme {scheme!r} keeps a GGUF source's own Q4_1/Q8_0 blocks, and this "
+                f"checkpoint has none; use --quantize {FALLBACK}"
+            )
+        tensors = _onto_grids(step, grids, calibration)
+    on_grid = {name.removesuffix(".weight") for name in tensors}
+
     parts: dict[str, Any] = {}
     for part in PARTS:
         rule = rules.get(part)
-        count = _params(step, part)
+        kept = sum(_tensor_part(name) == part for name in tensors)
+        if rule is GRID:  # the part's tensors that have no grid get the fallback scheme's rule
+            rule = SCHEMES[FALLBACK][part]
+        parts[part] = {"params": counts[part], "tensors_on_source_grid": kept}
         if rule is None:
-            parts[part] = {"dtype": "float32", "params": count}
+            parts[part]["others"] = "float32"
             continue
         if part == "embedding":
-            weight = step.model.embed_tokens.weight
-            step.model.embed_tokens = QuantizedEmbedding(weight, rule.group, rule.bits)
-            parts[part] = {
-                "dtype": f"int{rule.bits}",
-                "group": rule.group,
-                "params": count,
-                "kernel": "portable lookup" + (" (two int4 a byte)" if rule.bits == 4 else ""),
-            }
+            if not kept:
+                weight = step.model.embed_tokens.weight
+                step.model.embed_tokens = QuantizedEmbedding(weight, rule.group, rule.bits)
+                tensors["model.embed_tokens.weight"] = f"{rule.describe()}: portable lookup"
+                parts[part]["others"] = rule.describe()
             continue
         if rule.group and step.g.hidden % rule.group:
             raise InputError(f"hidden size {step.g.hidden} is not a multiple of the group size {rule.group}")
-        config = Int8DynamicActivationIntxWeightConfig(
-            weight_dtype=torch.int4 if rule.bits == 4 else torch.int8,
-            weight_granularity=PerGroup(rule.group) if rule.group else PerAxis(0),
-        )
-        quantize_(
-            step, config, filter_fn=lambda m, fqn, p=part: isinstance(m, nn.Linear) and _part_of(fqn) == p
-        )
-        parts[part] = {
-            "dtype": f"int{rule.bits}",
-            "group": rule.group,
-            "params": count,
-            "kernel": f"xnnpack 8da{rule.bits}w",
+        rest = {
+            name
+            for name, m in step.named_modules()
+            if isinstance(m, nn.Linear) and _part_of(name) == part and not _inside(name, on_grid)
         }
+        if rest:
+            config = Int8DynamicActivationIntxWeightConfig(
+                weight_dtype=torch.int4 if rule.bits == 4 else torch.int8,
+                weight_granularity=PerGroup(rule.group) if rule.group else PerAxis(0),
+            )
+            quantize_(step, config, filter_fn=lambda m, fqn, r=rest: fqn in r)
+            tensors.update({f"{name}.weight": f"{rule.describe()}: xnnpack 8da{rule.bits}w" for name in rest})
+            parts[part]["others"] = rule.describe()
+    if on_grid:  # the blocks' constant parts: small, and int8 per channel costs nothing measurable
+        offsets = {f"{name}.offset" for name in on_grid}
+        quantize_(
+            step,
+            Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0)),
+            filter_fn=lambda m, fqn: fqn in offsets,
+        )
     dense = [p for p in PARTS if p in rules and p != "embedding"]
     return {
         "scheme": scheme,
@@ -187,6 +394,7 @@ def quantize_step(step: StepModel, scheme: str) -> dict[str, Any]:
         if dense
         else "float32",
         "parts": parts,
-        "symmetric": True,
-        "tool": "torchao Int8DynamicActivationIntxWeightConfig; embedding: acre QuantizedEmbedding",
+        "tensors": tensors,
+        "symmetric": not on_grid,
+        "tool": "torchao Int8DynamicActivationIntxWeightConfig; acre GridLinear and QuantizedEmbedding",
     }

@@ -1,0 +1,257 @@
+"""A GGUF source's own Q4_1 / Q8_0 blocks, kept on the device without a second rounding
+(acre/exporter/gguf_grid.py, GridLinear and the `gguf` scheme in acre/exporter/quantize.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from gguf import GGMLQuantizationType, GGUFWriter
+from gguf.quants import dequantize, quantize
+
+from acre.errors import InputError
+from acre.exporter.gguf_grid import Grid, _q4_1, _q8_0, read_grids
+from acre.exporter.quantize import GridLinear, QuantizedEmbedding, calibration_ids, quantize_step
+from acre.step import StepModel
+
+Q4_1, Q8_0 = GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q8_0
+
+
+def grid_of(weight: np.ndarray, kind: GGMLQuantizationType) -> Grid:
+    raw = quantize(weight.astype(np.float32), kind)
+    if kind == Q4_1:
+        codes, d, m = _q4_1(raw)
+        return Grid("q4_1", codes, d, m)
+    codes, d = _q8_0(raw)
+    return Grid("q8_0", codes, d, None)
+
+
+def effective_weight(layer: GridLinear) -> torch.Tensor:
+    """What the layer multiplies by: its int4 pieces (codes x block scales) plus the block offsets."""
+    total = layer.offset.weight.detach().repeat_interleave(32, dim=1).clone()
+    for piece in layer.pieces:
+        w = piece.weight
+        total += (w.qdata.float().unflatten(1, (-1, 32)) * w.scale.unsqueeze(-1)).flatten(1)
+    return total
+
+
+def test_read_grids_returns_the_blocks_the_file_stores(tmp_path):
+    rng = np.random.default_rng(0)
+    up = rng.standard_normal((8, 64)).astype(np.float32)
+    q = rng.standard_normal((8, 64)).astype(np.float32)  # 2 heads of 4 rows: llama.cpp permutes them
+    table = rng.standard_normal((10, 64)).astype(np.float32)
+    path = tmp_path / "tiny.gguf"
+    writer = GGUFWriter(path, "llama")
+    stored = {
+        "blk.0.ffn_up.weight": (quantize(up, Q4_1), Q4_1),
+        "blk.0.attn_q.weight": (quantize(q, Q4_1), Q4_1),
+        "token_embd.weight": (quantize(table, Q8_0), Q8_0),
+    }
+    for name, (raw, kind) in stored.items():
+        writer.add_tensor(name, raw, raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    grids = read_grids(path, layers=1, heads=2, kv_heads=1)
+    assert set(grids) == {
+        "model.layers.0.mlp.up_proj.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.embed_tokens.weight",
+        "lm_head.weight",  # tied: no output.weight in the file
+    }
+    want = {name: dequantize(raw, kind) for name, (raw, kind) in stored.items()}
+    up_grid = grids["model.layers.0.mlp.up_proj.weight"]
+    assert np.array_equal(up_grid.dequantize(), want["blk.0.ffn_up.weight"])
+    assert np.array_equal(grids["model.embed_tokens.weight"].dequantize(), want["token_embd.weight"])
+    assert grids["model.embed_tokens.weight"].kind == "q8_0"
+    # q rows come back in the Hugging Face order (transformers' reverse permutation of llama.cpp's)
+    permuted = want["blk.0.attn_q.weight"].reshape(2, 2, 2, 64).swapaxes(1, 2).reshape(8, 64)
+    assert np.array_equal(grids["model.layers.0.self_attn.q_proj.weight"].dequantize(), permuted)
+
+
+@pytest.mark.parametrize("kind, pieces", [(Q4_1, 1), (Q8_0, 2)])
+def test_grid_linear_keeps_the_source_blocks_up_to_the_bf16_block_scales(kind, pieces):
+    weight = np.random.default_rng(1).standard_normal((16, 96)).astype(np.float32)
+    grid = grid_of(weight, kind)
+    layer = GridLinear(grid)
+    assert len(layer.pieces) == pieces
+    exact = torch.from_numpy(grid.dequantize())
+    got = effective_weight(layer)
+    # the only rounding is XNNPACK's bf16 block scale (relative 2^-9): codes up to 8, and 8 x 16 more
+    # for the high piece of a Q8_0 block
+    scale = torch.from_numpy(grid.scale).repeat_interleave(32, dim=1)
+    bound = (8 if kind == Q4_1 else 8 * 17) * scale * 2.0**-8 + 1e-6
+    assert ((got - exact).abs() <= bound).all()
+    # a second rounding (symmetric int4 of the float weights, as 8da4w does) is far outside that bound
+    blocks = exact.unflatten(1, (-1, 32))
+    s = blocks.abs().amax(-1, keepdim=True) / 7
+    requantized = ((blocks / s).round().clamp(-8, 7) * s).flatten(1)
+    assert ((requantized - exact).abs() > bound).any()
+
+
+def test_outlier_channels_run_in_float_and_the_layer_still_computes_the_source_weights():
+    weight = np.random.default_rng(2).standard_normal((16, 64)).astype(np.float32)
+    grid = grid_of(weight, Q4_1)
+    layer = GridLinear(grid)
+    x = torch.randn(3, 64)
+    x[:, 5] *= 50.0  # an outlier channel spreads the int8 activation grid of every other one
+    before = (layer(x) - x @ torch.from_numpy(grid.dequantize()).T).abs().max()
+    layer.split_outliers(torch.tensor([5, 40]))
+    assert layer.outlier_index.tolist() == [5, 40] and layer.inlier_mask[[5, 40]].sum() == 0
+    after = (layer(x) - x @ torch.from_numpy(grid.dequantize()).T).abs().max()
+    assert after < 0.5 * before, (after, before)
+
+
+def test_embedding_from_a_grid_looks_up_the_source_rows_exactly():
+    table = np.random.default_rng(3).standard_normal((20, 64)).astype(np.float32)
+    tokens = torch.tensor([0, 19, 7])
+    for kind in (Q4_1, Q8_0):
+        grid = grid_of(table, kind)
+        emb = QuantizedEmbedding.from_grid(grid)
+        want = torch.from_numpy(grid.dequantize())[tokens]
+        assert torch.allclose(emb(tokens), want, atol=1e-6, rtol=0)
+
+
+def tiny_grids(step: StepModel) -> dict[str, Grid]:
+    """Put the tiny model's linear layers on Q4_1 and its embedding on Q8_0, as a GGUF would."""
+    grids = {}
+    for name, param in step.state_dict().items():
+        if name.endswith("proj.weight") or name in ("lm_head.weight", "model.embed_tokens.weight"):
+            kind = Q8_0 if "embed" in name or "lm_head" in name else Q4_1
+            grids[name] = grid_of(param.numpy(), kind)
+            param.copy_(torch.from_numpy(grids[name].dequantize()))
+    return grids
+
+
+def test_the_gguf_scheme_puts_every_tensor_on_its_grid_and_stays_near_fp32(tiny_checkpoint):
+    fp32 = StepModel.from_hf(tiny_checkpoint.model)
+    grids = tiny_grids(fp32)
+    quantized = copy.deepcopy(fp32)
+    record = quantize_step(quantized, "gguf", grids, calibration_ids(fp32, tiny_checkpoint.tokenizer))
+    assert set(record["tensors"]) == set(grids)
+    assert all(text.startswith(("q4_1 grid", "q8_0 grid")) for text in record["tensors"].values())
+    assert not record["symmetric"]
+    layers = [m for m in quantized.modules() if isinstance(m, GridLinear)]
+    assert len(layers) == 4 * 7 + 1 and all(m.outliers is not None for m in layers)
+    tokens = torch.arange(40) % 300
+    pot = fp32.example_inputs(1, 1)[2:6]
+    with torch.no_grad():
+        want = fp32.lm_head(fp32.run(tokens, torch.arange(40), *pot)[0])
+        got = quantized.lm_head(quantized.run(tokens, torch.arange(40), *pot)[0])
+        requant = copy.deepcopy(fp32)
+        quantize_step(requant, "8da4w")
+        far = requant.lm_head(requant.run(tokens, torch.arange(40), *pot)[0])
+    assert (got - want).abs().max() < 0.5 * (far - want).abs().max()
+
+
+def test_the_gguf_scheme_without_a_gguf_source_is_a_clear_error(tiny_checkpoint):
+    step = StepModel.from_hf(tiny_checkpoint.model)
+    with pytest.raises(InputError, match="keeps a GGUF source's own Q4_1/Q8_0 blocks"):
+        quantize_step(step, "gguf", grids=None)
+
+
+def write_tiny_gguf(model: torch.nn.Module, path) -> None:
+    """The tiny model's linear layers as Q4_1 and its embedding and lm_head as Q8_0, laid out as
+    llama.cpp writes them (q/k rows permuted); the model's weights become the file's dequantized ones."""
+    config = model.config
+    names = {"model.embed_tokens.weight": "token_embd.weight", "lm_head.weight": "output.weight"}
+    hf_to_gguf = {
+        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }  # fmt: skip
+    for i in range(config.num_hidden_layers):
+        names.update({f"model.layers.{i}.{a}.weight": f"blk.{i}.{b}.weight" for a, b in hf_to_gguf.items()})
+    writer = GGUFWriter(path, "llama")
+    state = model.state_dict()
+    for hf, gg in names.items():
+        w = state[hf].numpy()
+        heads = config.num_attention_heads if ".attn_q." in gg else config.num_key_value_heads
+        permute = ".attn_q." in gg or ".attn_k." in gg
+        if permute:
+            w = w.reshape(heads, 2, w.shape[0] // heads // 2, -1).swapaxes(1, 2).reshape(w.shape)
+        kind = Q4_1 if gg.startswith("blk.") else Q8_0
+        raw = quantize(w, kind)
+        back = dequantize(raw, kind)
+        if permute:
+            back = back.reshape(heads, -1, 2, back.shape[1]).swapaxes(1, 2).reshape(back.shape)
+        state[hf].copy_(torch.from_numpy(back))
+        writer.add_tensor(gg, raw, raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_a_gguf_source_exports_on_its_own_grid_and_the_program_computes_the_module(tmp_path):
+    from acre.bundle import Bundle
+    from acre.exporter.checkpoint import Checkpoint
+    from acre.exporter.export import export_bundle, source_grids
+    from acre.runtime.engines import TorchEngine, open_engine
+    from tests.conftest import TINY_CHUNK, TINY_POT, make_tiny_model, make_tokenizer
+    from tests.test_quantize import random_inputs
+
+    tokenizer = make_tokenizer()
+    model = make_tiny_model(len(tokenizer), seed=5)
+    write_tiny_gguf(model, tmp_path / "tiny.gguf")
+    checkpoint = Checkpoint(model=model, tokenizer=tokenizer, source="tiny.gguf", gguf=tmp_path / "tiny.gguf")
+    out = export_bundle(tmp_path / "b", ["android"], checkpoint, chunk=TINY_CHUNK, pot=TINY_POT)
+    bundle = Bundle.open(out)
+    record = bundle.programs["executorch"]["quantization"]
+    assert record["scheme"] == "gguf" and len(record["tensors"]) == 4 * 7 + 2
+    assert bundle.manifest["quantization"]["executorch"]["scheme"] == "gguf"
+
+    # The program's only error is the int8 activations (XNNPACK rounds them its own way, so it is not
+    # bit-equal to torchao's eager reference): it stays as near the source weights as the eager module
+    # on the grid, and far nearer than a module requantized onto a symmetric int4 grid of its own.
+    step = StepModel.from_hf(model, signal_heads=bundle.manifest["step"]["signal_heads"])
+    on_grid, requantized = copy.deepcopy(step), copy.deepcopy(step)
+    quantize_step(on_grid, "gguf", source_grids(checkpoint, step.g), calibration_ids(step, tokenizer))
+    quantize_step(requantized, "8da4w")
+    for chunk in (TINY_CHUNK, 1):
+        inputs = random_inputs(bundle, chunk)
+        exact = TorchEngine(step).step(inputs).logits
+        program = np.abs(open_engine(bundle, "executorch").step(inputs).logits - exact).max()
+        eager = np.abs(TorchEngine(on_grid).step(inputs).logits - exact).max()
+        second_rounding = np.abs(TorchEngine(requantized).step(inputs).logits - exact).max()
+        assert program < 2 * eager and program < 0.5 * second_rounding, (program, eager, second_rounding)
+
+
+@pytest.mark.slow
+def test_the_built_in_model_is_exported_on_its_own_q4_1_and_q8_0_blocks():
+    """Every Q4_1 / Q8_0 tensor of SmolLM2's GGUF: the exporter's codes and scales reproduce the weights
+    transformers dequantized from it, up to the bf16 rounding of the block scales."""
+    from acre.exporter.checkpoint import load_checkpoint
+    from acre.exporter.export import source_grids
+
+    checkpoint = load_checkpoint("builtin")
+    step = StepModel.from_hf(checkpoint.model)
+    grids = source_grids(checkpoint, step.g)  # raises unless each grid equals the loaded weights exactly
+    assert grids is not None and len(grids) == 30 * 7 + 2
+    quantize_step(step, "gguf", grids)
+    layers = {name: m for name, m in step.named_modules() if isinstance(m, GridLinear)}
+    assert len(layers) == 30 * 7 + 1  # every linear layer and lm_head
+    for name, layer in layers.items():
+        grid = grids[name + ".weight"]
+        scale = torch.from_numpy(grid.scale).repeat_interleave(32, dim=1)
+        bound = (8 if grid.kind == "q4_1" else 8 * 17) * scale * 2.0**-8 + 1e-7
+        error = (effective_weight_of_quantized(layer) - torch.from_numpy(grid.dequantize())).abs()
+        assert (error <= bound).all(), name
+    tokens = torch.tensor([0, 1234, 49151])
+    embedding = torch.from_numpy(grids["model.embed_tokens.weight"].dequantize())[tokens]
+    assert torch.allclose(step.model.embed_tokens(tokens), embedding, atol=1e-6, rtol=0)
+
+
+def effective_weight_of_quantized(layer: GridLinear) -> torch.Tensor:
+    """effective_weight for a layer whose offsets are int8 too (quantize_step does that): the offsets'
+    own rounding is left out, since they are the blocks' constants, not their codes."""
+    total = torch.from_numpy(layer.grid.minimum if layer.grid.kind == "q4_1" else 0 * layer.grid.scale)
+    total = (total + 8 * torch.from_numpy(layer.grid.scale)).repeat_interleave(32, dim=1)
+    for piece in layer.pieces:
+        w = piece.weight
+        total = total + (w.qdata.float().unflatten(1, (-1, 32)) * w.scale.unsqueeze(-1)).flatten(1)
+    return total
