@@ -3,7 +3,13 @@ append their JSON lines to a results file with the machine, versions and configu
 
     python -m benchmarks --bundle build/smollm2-android --tasks passkey --policies acre streaming \\
         --lengths 2000 8000 --depths 0.1 0.5 0.9 --name passkey
+    python -m benchmarks --bundle build/smollm2-torch-1024 --engine torch --tasks single twohop \\
+        --policies acre bm25 embedding --lengths 2000 8000 --cases 30 --split dev --name suite
     python -m benchmarks.report           # tables and plots into docs/benchmarks.md
+
+Tasks: the old ones of benchmarks/tasks.py (one case per --depths) and the suite's families of
+benchmarks/suite.py (--cases a cell, depths spread, seeds from --seed and --split). Policies: acre,
+full, streaming, infinipot, llamacpp, and the RAG peers bm25, embedding, nocontext (benchmarks/rag.py).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.suite import SPLITS
 from benchmarks.tasks import missing_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,6 +70,8 @@ def main() -> None:
     p.add_argument("--lengths", type=int, nargs="+", default=[2000])
     p.add_argument("--depths", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cases", type=int, default=30, help="suite families: cases per cell")
+    p.add_argument("--split", default="dev", choices=SPLITS, help="suite families: heldout is not for tuning")
     p.add_argument("--switch", action="append", default=[], help="policy switch name=value, for ablations")
     p.add_argument("--name", default="run", help="results go to benchmarks/results/NAME.jsonl")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -105,6 +114,10 @@ def main() -> None:
                     str(length),
                     "--seed",
                     str(args.seed),
+                    "--cases",
+                    str(args.cases),
+                    "--split",
+                    args.split,
                     "--depths",
                     *map(str, args.depths),
                 ]

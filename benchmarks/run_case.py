@@ -1,7 +1,10 @@
-"""Run one (task, policy, length) cell over several depths in this process and print JSON lines.
+"""Run one (task, policy, length) cell in this process and print a JSON line per case.
 
 Started by `python -m benchmarks` in a fresh process per cell, so the peak RSS it reports belongs to
-that cell alone.
+that cell alone. The old tasks (benchmarks/tasks.py) run one case per depth; the suite's families
+(benchmarks/suite.py) run `--cases` cases of the `--split`, each recorded with what makes it again.
+The RAG peers (benchmarks/rag.py) retrieve from the case's document, then the `full` policy answers
+from what they retrieved.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from acre.errors import InputError
 from acre.runtime.session import Session
+from benchmarks import rag, suite
 from benchmarks.tasks import TASKS, Case
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +48,9 @@ def main() -> None:
     p.add_argument("--task", default="passkey")
     p.add_argument("--length", type=int, required=True)
     p.add_argument("--depths", type=float, nargs="+", default=[0.1, 0.5, 0.9])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="old tasks: seed base; suite: the root of the seeds")
+    p.add_argument("--cases", type=int, default=30, help="suite families: cases in the cell")
+    p.add_argument("--split", default="dev", choices=suite.SPLITS, help="suite families: which cases")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--switch", action="append", default=[], help="policy switch name=value (ablations)")
     args = p.parse_args()
@@ -52,24 +58,43 @@ def main() -> None:
     for item in args.switch:
         name, value = item.split("=")
         switches[name] = {"true": True, "false": False}.get(value, int(value) if value.isdigit() else value)
-    # the llama.cpp anchor borrows the `full` session only for its prompt ids
-    policy = "full" if args.policy == "llamacpp" else args.policy
+    # the llama.cpp anchor borrows the `full` session only for its prompt ids; the RAG peers answer
+    # with it from what they retrieved
+    peer = args.policy in rag.PEERS
+    policy = "full" if args.policy == "llamacpp" or peer else args.policy
     session = Session(args.bundle, engine=args.engine, policy=policy, **switches)
+    budget = rag.refill_budget(session.bundle, session.span_tokens)
     # The documents are built first, so the harness's own tokenizing is not in acre's peak RSS.
-    cases = [
-        TASKS[args.task](session.tokenizer, args.length, depth, seed=args.seed * 1000 + i)
-        for i, depth in enumerate(args.depths)
-    ]
+    if args.task in suite.FAMILIES:
+        cases = suite.cell(session.tokenizer, args.task, args.length, args.cases, args.split, args.seed)
+    else:
+        cases = [
+            TASKS[args.task](session.tokenizer, args.length, depth, seed=args.seed * 1000 + i)
+            for i, depth in enumerate(args.depths)
+        ]
     if args.policy == "llamacpp":
         run_llamacpp(session, cases, args)
         return
     reset_peak_rss()
     for case in cases:
         depth = case.depth
+        seen: dict[str, Any] = {}  # what the model was given in place of the document (peers)
+        if peer:
+            started = time.perf_counter()
+            got = rag.retrieve(args.policy, case.document, case.question, session.tokenizer, budget)
+            seen = {
+                "retrieve_s": round(time.perf_counter() - started, 3),
+                "retrieved_tokens": got.tokens,
+                "retrieved_budget": budget,
+                "retrieved_chunks": [[c.start, c.end] for c in got.chunks],
+            }
         with tempfile.TemporaryDirectory(prefix="acre-bench-") as store:
             started = time.perf_counter()
             try:
-                tokens = session.ingest(case.document, store=store)
+                if args.policy == "nocontext":  # the template around an empty document
+                    tokens = session.ingest_ids(template_lead(session), store=store)
+                else:
+                    tokens = session.ingest(got.text if peer else case.document, store=store)
             except InputError as exc:  # e.g. the full policy where the document does not fit
                 print(
                     json.dumps(
@@ -78,6 +103,7 @@ def main() -> None:
                             "policy": args.policy,
                             "length": args.length,
                             "depth": depth,
+                            **(case.record() if case.seed is not None else {}),
                             "skipped": str(exc),
                         }
                     ),
@@ -93,6 +119,11 @@ def main() -> None:
             total = time.perf_counter() - started
             reply = "".join(pieces)
             answer_tokens = len(session.tokenizer.encode(reply, add_special_tokens=False))
+            if case.evidence:  # where a miss was lost: not shown to the model, or shown and misread
+                shown = session.tokenizer.decode(session.prompt_ids)
+                seen["evidence_shown"] = suite.shown(case.evidence, shown)
+                if session.policy.refill:
+                    seen["evidence_refilled"] = suite.shown(case.evidence, refilled_text(session))
             record = {
                 "task": args.task,
                 "policy": args.policy,
@@ -119,8 +150,33 @@ def main() -> None:
                 "pot_bytes": session.pot.nbytes,
                 "pot_slots": session.pot.capacity,
                 "peak_rss_bytes": peak_rss_bytes(),  # since the reset: model loaded, documents built
+                **(case.record() if case.seed is not None else {}),
+                "question": case.question,
+                **seen,
             }
         print(json.dumps(record), flush=True)
+
+
+def template_lead(session: Session) -> list[int]:
+    """The prompt ids before the document: the chat template's prefix (or BOS)."""
+    if session.prefix:
+        return list(session.tokenizer.encode(session.prefix, add_special_tokens=False))
+    return [session.tokenizer.bos_token_id]
+
+
+def refilled_text(session: Session) -> str:
+    """The document text of the spans acre refilled for the last question, adjacent ones joined."""
+    store = session.store
+    if store is None:
+        return ""
+    ranges: list[list[int]] = []
+    for span in sorted(session.last.spans):
+        start, end = int(store.starts[span]), int(store.starts[span] + store.lengths[span])
+        if ranges and start <= ranges[-1][1]:
+            ranges[-1][1] = end
+        else:
+            ranges.append([start, end])
+    return "\n".join(session.tokenizer.decode(session.document_ids[a:b]) for a, b in ranges)
 
 
 def gguf_of(session: Session) -> Path:

@@ -127,3 +127,44 @@ def test_insert_at_cuts_at_sentence_and_paragraph_ends_never_after_an_abbreviati
     assert insert_at(text, "X. ", 0.55).startswith("Mr. Elliot came in. He left.\n\nX. She")
     assert insert_at(text, "X. ", 0.1) == "X. " + text  # no end before: the start
     assert insert_at(text, "X. ", 1.0).endswith('"no." X. Then it rained')
+
+
+def test_chunks_are_whole_sentences_of_about_eighty_words_that_cover_the_document():
+    from benchmarks.rag import chunk
+
+    text = haystack("fiction")[:20_000]
+    chunks = chunk(text)
+    words = [len(c.text.split()) for c in chunks]
+    assert max(words) <= 80 and sorted(words)[len(words) // 2] >= 50
+    assert all(text[c.start : c.end] == c.text for c in chunks)
+    gaps = [text[a.end : b.start] for a, b in zip(chunks, chunks[1:], strict=False)]
+    assert all(not gap.strip() for gap in gaps)  # in order, nothing left out
+    ends = [c.text.rstrip("\"'\u201d\u2019)")[-1] for c in chunks if len(c.text.split()) < 80]
+    assert sum(e in ".!?" for e in ends) >= 0.8 * len(ends)  # cut at sentence ends, not mid-sentence
+
+
+@pytest.mark.parametrize("peer", ["bm25", "embedding"])
+def test_a_rag_peer_retrieves_the_needle_within_its_token_budget_in_document_order(peer):
+    from benchmarks.rag import retrieve
+
+    tok = tokenizer()
+    case = suite.make_case(tok, "single", 3000, 0.6, seed=7, haystack_name="wikipedia")
+    for budget in (500, 900):  # tokens of the tiny tokenizer: an 80-word chunk is about 200
+        got = retrieve(peer, case.document, case.question, tok, budget)
+        assert got.tokens == len(tok.encode(got.text)) and budget / 2 < got.tokens <= budget
+        assert len(got.chunks) >= 2 and [c.start for c in got.chunks] == sorted(c.start for c in got.chunks)
+        assert all(c.text in got.text for c in got.chunks)
+        assert suite.shown(case.evidence, got.text)  # a fact worded like its question: both find it
+    cut = retrieve(peer, case.document, case.question, tok, 20)  # not one chunk fits: the best, cut
+    assert len(cut.chunks) == 1 and 0 < cut.tokens <= 20
+    assert retrieve("nocontext", case.document, case.question, tok, 300).text == ""
+
+
+def test_the_retrieval_budget_is_acres_refill_region():
+    from acre.runtime.policies import Layout, make_policy
+    from benchmarks.rag import refill_budget
+
+    class Bundle:
+        pot, chunk = 1024, 128
+
+    assert refill_budget(Bundle()) == 384 == Layout.plan(make_policy("acre"), 1024, 128, 64).refill
