@@ -7,6 +7,7 @@ versions and configuration.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from benchmarks.suite import FAMILIES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -49,7 +52,7 @@ def accuracy_table(rows: list[dict], task: str) -> tuple[str, dict]:
     lines = ["| policy | " + " | ".join(f"{n:,}" for n in lengths) + " |", "|---" * (len(lengths) + 1) + "|"]
     for p in policies:
         vals = [cells.get((p, n)) for n in lengths]
-        lines.append(f"| {p} | " + " | ".join(f"{sum(v)}/{len(v)}" if v else "–" for v in vals) + " |")
+        lines.append(f"| {p} | " + " | ".join(share(sum(v), len(v)) if v else "–" for v in vals) + " |")
     return "\n".join(lines), cells
 
 
@@ -219,7 +222,24 @@ def quantization_section(results: Path) -> str:
 
 def found(rows: list[dict]) -> str:
     graded = [r for r in rows if "correct" in r]
-    return f"{sum(r['correct'] for r in graded)}/{len(graded)}" if graded else "–"
+    return share(sum(bool(r["correct"]) for r in graded), len(graded)) if graded else "–"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a share k/n (95% for z = 1.96): unlike k/n +- 2 standard errors it
+    stays inside [0, 1] and is honest about 0/n and n/n with few cases."""
+    if n <= 0:
+        raise ValueError("an interval needs at least one case")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def share(k: int, n: int) -> str:
+    """Found over cases with its Wilson 95% interval, as "k/n [lo–hi%]"."""
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} [{lo * 100:.0f}–{hi * 100:.0f}%]"
 
 
 def read_time(rows: list[dict]) -> str:
@@ -312,6 +332,104 @@ def potsize_section(results: Path, plots: Path) -> str:
     return "\n".join(
         [intro, "", *md_table(header, table), "![accuracy against pot size](plots/accuracy_vs_pot.png)"]
     )
+
+
+# ---- the suite (benchmarks/suite.py): families x peers, with intervals --------------------------
+POLICY_ORDER = ("acre", "full", "bm25", "embedding", "streaming", "infinipot", "llamacpp", "nocontext")
+SUITE_RUNS = {  # results file: what it is
+    "suite": "the suite (`benchmarks/suite.sh`)",
+    "suite_pilot": "a pilot on the real model, fewer cases",
+}
+FAMILY_TEXT = {
+    "single": "one fact (number, code, name, place or phrase) from 15 templates, question worded like it",
+    "distractors": "four facts of one template about four subjects of one sort; one is asked",
+    "multivalue": "three values for one key spread over the document; all must be named",
+    "twohop": "bAbI task 2: two supporting facts (and a few other statements) scattered in order",
+    "multidoc": "a SQuAD paragraph or NQ-open passage among Wikipedia paragraphs without its answer",
+    "paraphrase": "a fact and a question sharing no content word but a person's name",
+}
+
+
+def policy_key(name: str) -> tuple[int, str]:
+    base = name.split(" [")[0]
+    return (POLICY_ORDER.index(base) if base in POLICY_ORDER else len(POLICY_ORDER), name)
+
+
+def grid(rows: list[dict]) -> list[str]:
+    """Policies by length: found / cases [Wilson 95%]; the cases a policy skipped are counted apart."""
+    policies = sorted({label(r) for r in rows}, key=policy_key)
+    lengths = sorted({r["length"] for r in rows})
+    table = []
+    for p in policies:
+        cells = []
+        for n in lengths:
+            mine = [r for r in rows if label(r) == p and r["length"] == n]
+            graded = [r for r in mine if "correct" in r]
+            unfit = len(mine) - len(graded)  # `full` where a document does not fit its window
+            text = found(graded) if graded else "does not fit" if mine else "–"
+            cells.append(text + (f" ({unfit} did not fit)" if graded and unfit else ""))
+        table.append([p, *cells])
+    return md_table(["policy", *(f"{n:,} tokens" for n in lengths)], table)
+
+
+def stage_table(rows: list[dict]) -> list[str]:
+    """Where acre's misses were lost, and how often each peer had the evidence in front of it."""
+    table = []
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    keys = sorted({(r["family"], r["length"]) for r in rows}, key=lambda k: (order[k[0]], k[1]))
+    for family, n in keys:
+        cell = [r for r in rows if r["family"] == family and r["length"] == n and "correct" in r]
+        acre = [r for r in cell if label(r) == "acre" and "evidence_shown" in r]
+        misses = [r for r in acre if not r["correct"]]
+        lost = sum(not r["evidence_shown"] for r in misses)
+        peers = []
+        for peer in ("bm25", "embedding"):
+            had = [r["evidence_shown"] for r in cell if label(r) == peer and "evidence_shown" in r]
+            peers.append(share(sum(had), len(had)) if had else "–")
+        shown = [r["evidence_shown"] for r in acre]
+        table.append([
+            family, f"{n:,}", share(sum(shown), len(shown)) if shown else "–",
+            f"{len(misses)}" if acre else "–", f"{lost}" if acre else "–",
+            f"{len(misses) - lost}" if acre else "–", *peers,
+        ])  # fmt: skip
+    header = [
+        "family", "tokens", "acre: evidence in the pot", "acre misses", "of them: not refilled",
+        "refilled, answer wrong", "bm25: evidence retrieved", "embedding: evidence retrieved",
+    ]  # fmt: skip
+    return md_table(header, table)
+
+
+def run_command(run: dict) -> str:
+    c = run["config"]
+    parts = ["python -m benchmarks", f"--bundle {c['bundle']}", f"--engine {c['engine']}",
+             "--tasks " + " ".join(c["tasks"]), "--policies " + " ".join(c["policies"]),
+             "--lengths " + " ".join(map(str, c["lengths"])), f"--cases {c.get('cases')}",
+             f"--split {c.get('split')}", f"--seed {c['seed']}", f"--name {c['name']}"]  # fmt: skip
+    return " ".join(parts)
+
+
+def suite_section(results: Path, name: str) -> str:
+    runs, rows = load(name, results)
+    rows = [r for r in rows if r.get("family")]
+    if not rows:
+        return "Not run yet: `benchmarks/suite.sh`." if name == "suite" else ""
+    lines = [f"`benchmarks/results/{name}.jsonl`: {SUITE_RUNS.get(name, name)}. Each cell: cases found / "
+             "cases run [Wilson 95% interval]. Every line of the file records its case's family, seed, "
+             "split, haystack and depth, so any case can be made again (`benchmarks.suite.make_case`). "
+             f"{config_line(runs)} Commands, in the order run:", ""]  # fmt: skip
+    lines += [f"    {run_command(r)}" for r in runs if "config" in r and r["config"].get("cases")]
+    for split in sorted({r.get("split") for r in rows}):
+        mine = [r for r in rows if r.get("split") == split]
+        lines += ["", f"### {split} split: every family together", "", *grid(mine)]
+        for family in [f for f in FAMILIES if any(r["family"] == f for r in mine)]:
+            of_family = [r for r in mine if r["family"] == family]
+            lines += ["", f"**{family}**: {FAMILY_TEXT[family]}.", "", *grid(of_family)]
+        lines += ["", f"### {split} split: where the evidence was", "",
+                  "The evidence is the sentence(s) a right answer needs. acre's miss was lost before the "
+                  "answer if its evidence was not in the pot when the answer was decoded (not refilled, nor "
+                  "in the sinks or the recent window), and by the model reading it otherwise. A RAG peer "
+                  "had it if the chunks it retrieved hold it whole.", "", *stage_table(mine)]  # fmt: skip
+    return "\n".join(lines)
 
 
 def llamacpp_rss(rows: list[dict]) -> str:
@@ -462,30 +580,40 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
 
     def section(task: str, title: str, text: str) -> str:
         if task not in present:
-            return f"## {title}\n\nNot run yet.\n"
-        return f"## {title}\n\n{text}\n\n{tables[task]}\n\n![{task} heatmap](plots/{task}_heatmap.png)\n"
+            return f"### {title}\n\nNot run yet.\n"
+        return f"### {title}\n\n{text}\n\n{tables[task]}\n\n![{task} heatmap](plots/{task}_heatmap.png)\n"
 
     memory_machine = config_line(load("memory", results)[0])
     has_ingest = ingest_plot(results, plots / "ingest_vs_length.png")
     ingest_figure = "![ingest speed](plots/ingest_vs_length.png)" if has_ingest else ""
+    pilot = suite_section(results, "suite_pilot")
+    pilot_text = f"## Pilot on the real model\n\n{pilot}\n" if pilot else ""
     text = f"""# Benchmarks
 
 Rendered by `python -m benchmarks.report` from `benchmarks/results/*.jsonl`; every line of those
 files is one case, and each run is headed by its machine, versions and configuration.
-Model: SmolLM2-135M-Instruct.
+Model: SmolLM2-135M-Instruct. Every share comes with its Wilson 95% interval: with 30 cases a cell
+an interval is still about ±15 points wide, so two policies differ only where theirs do not overlap.
 
-Accuracy: `benchmarks/accuracy.sh` (`benchmarks/results/accuracy.jsonl`). Every policy runs the
-eager engine (the module that is exported) with fp32 weights and pot, on the same prompts: the
-bounded policies (`acre`, `streaming`, `infinipot`) on a 1,024-slot pot (C = 128), `full` on an
-8,064-slot pot where the document fits the model's 8k window. Cases found / cases run, over
-the depths run at that length (10/50/90%, and 30/70% at 2k and 8k; the heatmaps show each case).
-Timings in these runs are not compared: they span sessions in which the shared machine ran at
-different speeds. {config_line(runs)}
+## The suite: task families against the peers a user would pick instead
 
-{section("passkey", "Pass key (5 digits)", 'The question: "What is the pass key?"')}
-{section("needle", "Needle in Paul Graham's essays", NEEDLE_TEXT)}
-{section("needles", "Several needles in the essays", NEEDLES_TEXT)}
-{section("squad", "Multi-document QA (SQuAD v1.1 dev)", SQUAD_TEXT + squad_f1)}
+`benchmarks/suite.sh` runs six task families (`benchmarks/suite.py`), each scored automatically, over
+the three shipped kinds of prose (fiction, Wikipedia, Python's documentation; the needles are made from
+templates and random values, never taken from the prose) at 2k / 8k / 32k / 128k tokens, 30 cases a
+cell with depths spread over the document, on the same model, prompts and question wording for
+every policy: acre (1,024-slot pot), `full` where the document fits the 8k window, the RAG peers
+`bm25` and `embedding` (`benchmarks/rag.py`: sentence-aligned ~80-word chunks, the best ones within
+acre's refill region of 384 tokens, in document order, answered by the same model with the
+document replaced by them), `streaming`, `infinipot`, and `nocontext` (the question alone: the
+closed-book baseline of the multi-document family, whose sets are in pretraining data). The peers see
+only what they retrieved; acre also sees its sinks and recent window.
+
+Cases come in two splits by seed: `dev` for looking at and tuning, and `heldout`, which must not be
+used for tuning: run it to report a change once it is made, never to choose one.
+
+{suite_section(results, "suite")}
+
+{pilot_text}
 ## Memory and speed of `acre` against document length
 
 `benchmarks/memory.sh` (`benchmarks/results/memory.jsonl`): one process per length, the shipped
@@ -503,14 +631,6 @@ it covers three ingests and their questions. The pot is allocated once. {memory_
 
 {ingest_figure}
 
-## Accuracy against pot size
-
-{potsize_section(results, plots)}
-
-## Ablations
-
-{ablation_section(results)}
-
 ## Quantization of the ExecuTorch program
 
 {quantization_section(results)}
@@ -519,7 +639,29 @@ it covers three ingests and their questions. The pot is allocated once. {memory_
 
 {crash_summary(results)}
 
-## Earlier runs
+## History: the single-needle runs (before the suite)
+
+These runs steered the design until the suite existed: one pass-key filler, one needle sentence
+and 3-5 cases a cell, too narrow to steer by. Accuracy: `benchmarks/accuracy.sh`
+(`benchmarks/results/accuracy.jsonl`). Every policy runs the eager engine (the module that is
+exported) with fp32 weights and pot, on the same prompts: the bounded policies (`acre`,
+`streaming`, `infinipot`) on a 1,024-slot pot (C = 128), `full` on an 8,064-slot pot where the
+document fits the model's 8k window. Cases found / cases run over the depths run at that length
+(10/50/90%, and 30/70% at 2k and 8k). {config_line(runs)}
+
+{section("passkey", "Pass key (5 digits)", 'The question: "What is the pass key?"')}
+{section("needle", "Needle in Paul Graham's essays", NEEDLE_TEXT)}
+{section("needles", "Several needles in the essays", NEEDLES_TEXT)}
+{section("squad", "Multi-document QA (SQuAD v1.1 dev)", SQUAD_TEXT + squad_f1)}
+### Accuracy against pot size
+
+{potsize_section(results, plots)}
+
+### Ablations
+
+{ablation_section(results)}
+
+### Earlier runs
 
 `benchmarks/results/bicache.jsonl` is the pass key before BM25 joined the span selection and
 before re-encoding was fixed ({config_line(old_runs) or "not present"}); bounded policies on the

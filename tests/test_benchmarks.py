@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import report
+from benchmarks.suite import make_case
 from benchmarks.tasks import DATA, HAYSTACKS, SQUAD_SAMPLE, passkey
 from tests.conftest import make_tokenizer
 
@@ -142,7 +143,59 @@ def test_the_report_tables_pot_sizes_and_ablations_per_policy_from_the_results(t
         lines = [header, *rows]
         (results / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     page = report.main(results, tmp_path / "docs").read_text()
-    assert "| acre | 256 | 1/2 |" in page and "| acre | 512 | 1/1 |" in page
-    assert "| streaming | 256 | 0/1 |" in page and "| streaming | 512 | 1/1 |" in page
-    assert "| acre (all parts on) | 1/1 |" in page and "| acre [use_lexical=False] | 0/1 |" in page
+    assert "| acre | 256 | 1/2 [9–91%] |" in page and "| acre | 512 | 1/1 [21–100%] |" in page
+    assert "| streaming | 256 | 0/1 [0–79%] |" in page and "| streaming | 512 | 1/1 [21–100%] |" in page
+    assert "| acre (all parts on) | 1/1 [" in page and "| acre [use_lexical=False] | 0/1 [" in page
     assert (tmp_path / "docs" / "plots" / "accuracy_vs_pot.png").stat().st_size > 1000
+
+
+def test_a_suite_subset_runs_acre_and_peers_on_the_same_cases_and_the_report_tables_it(tiny_bundle, tmp_path):
+    """A small subset of the suite (benchmarks/suite.sh) on the tiny model: it must not break silently."""
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable, "-m", "benchmarks", "--bundle", str(tiny_bundle), "--engine", "torch",
+        "--tasks", "single", "twohop", "--policies", "acre", "bm25", "nocontext", "--lengths", "300",
+        "--cases", "2", "--seed", "3", "--name", "suite", "--out-dir", str(results),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in (results / "suite.jsonl").read_text().splitlines()]
+    header, cases = lines[0]["run"], lines[1:]
+    assert header["config"]["cases"] == 2 and header["config"]["split"] == "dev"
+    assert len(cases) == 2 * 3 * 2 and all("correct" in c for c in cases), cases
+    tokenizer = make_tokenizer()
+    for family in ("single", "twohop"):
+        rows = [c for c in cases if c["family"] == family]
+        # every policy got the very same cases, and each is made again from what its line records
+        assert len({(c["seed"], c["question"], c["depth"]) for c in rows}) == 2
+        for c in rows:
+            again = make_case(tokenizer, family, 300, c["depth"], c["seed"], c["haystack"])
+            assert again.question == c["question"] and again.answers == c["answers"]
+    for c in cases:
+        assert isinstance(c["evidence_shown"], bool) and c["split"] == "dev"
+        if c["policy"] == "bm25":
+            assert 0 < c["retrieved_tokens"] <= c["retrieved_budget"] == 64  # the tiny pot's refill region
+        if c["policy"] == "acre":
+            assert c["spans"] and isinstance(c["evidence_refilled"], bool)
+        if c["policy"] == "nocontext":
+            assert not c["evidence_shown"] and c["document_tokens"] < 10
+    page = report.main(results, tmp_path / "docs").read_text()
+    assert "### dev split: every family together" in page and "**twohop**" in page
+    acre = sum(c["correct"] for c in cases if c["policy"] == "acre")
+    assert f"| acre | {acre}/4 [" in page and "| bm25 | " in page and "| nocontext | " in page
+    assert "--tasks single twohop --policies acre bm25 nocontext" in page  # the command, as run
+    misses = [c for c in cases if c["policy"] == "acre" and not c["correct"]]
+    lost = sum(not c["evidence_shown"] for c in misses if c["family"] == "single")
+    assert any(line.startswith("| single | 300 | ") and f" | {lost} | " in line for line in page.splitlines())
+
+
+def test_wilson_intervals_match_the_formula_and_stay_inside_zero_and_one():
+    from benchmarks.report import share, wilson
+
+    assert [round(x, 4) for x in wilson(0, 10)] == [0.0, 0.2775]
+    assert [round(x, 4) for x in wilson(5, 10)] == [0.2366, 0.7634]
+    assert [round(x, 4) for x in wilson(10, 10)] == [0.7225, 1.0]
+    assert [round(x, 4) for x in wilson(24, 30)] == [0.6269, 0.905]
+    assert share(24, 30) == "24/30 [63–90%]"
+    lo, hi = wilson(15, 30)
+    assert lo < 0.5 < hi and abs((lo + hi) / 2 - 0.5) < 1e-9  # symmetric at one half
