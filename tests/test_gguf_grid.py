@@ -116,6 +116,19 @@ def test_embedding_from_a_grid_looks_up_the_source_rows_exactly():
         assert torch.allclose(emb(tokens), want, atol=1e-6, rtol=0)
 
 
+def test_a_six_bit_embedding_keeps_the_q8_0_blocks_at_a_quarter_of_the_code_steps():
+    table = np.random.default_rng(4).standard_normal((20, 64)).astype(np.float32)
+    grid = grid_of(table, Q8_0)
+    emb = QuantizedEmbedding.from_grid(grid, six_bits=True)
+    assert emb.bits == 6 and emb.qweight.numel() == 20 * 64 * 3 // 4
+    tokens = torch.tensor([3, 0, 19])
+    codes = np.clip(np.round(grid.codes / 4.0), -32, 31)
+    want = (codes.reshape(20, 2, 32) * (4 * grid.scale)[..., None]).reshape(20, 64)[tokens.numpy()]
+    assert torch.allclose(emb(tokens), torch.from_numpy(want.astype(np.float32)), atol=1e-6, rtol=0)
+    exact = torch.from_numpy(grid.dequantize())[tokens]
+    assert 0 < (emb(tokens) - exact).abs().max() <= 2 * grid.scale.max() + 1e-6  # two code steps at most
+
+
 def tiny_grids(step: StepModel) -> dict[str, Grid]:
     """Put the tiny model's linear layers on Q4_1 and its embedding on Q8_0, as a GGUF would."""
     grids = {}
@@ -133,7 +146,9 @@ def test_the_gguf_scheme_puts_every_tensor_on_its_grid_and_stays_near_fp32(tiny_
     quantized = copy.deepcopy(fp32)
     record = quantize_step(quantized, "gguf", grids, calibration_ids(fp32, tiny_checkpoint.tokenizer))
     assert set(record["tensors"]) == set(grids)
-    assert all(text.startswith(("q4_1 grid", "q8_0 grid")) for text in record["tensors"].values())
+    matmuls = {k: v for k, v in record["tensors"].items() if k != "model.embed_tokens.weight"}
+    assert all(text.startswith(("q4_1 grid", "q8_0 grid")) for text in matmuls.values())
+    assert record["tensors"]["model.embed_tokens.weight"].startswith("q8_0 6-bit codes")
     assert not record["symmetric"]
     layers = [m for m in quantized.modules() if isinstance(m, GridLinear)]
     assert len(layers) == 4 * 7 + 1 and all(m.outliers is not None for m in layers)
@@ -242,8 +257,10 @@ def test_the_built_in_model_is_exported_on_its_own_q4_1_and_q8_0_blocks():
         error = (effective_weight_of_quantized(layer) - torch.from_numpy(grid.dequantize())).abs()
         assert (error <= bound).all(), name
     tokens = torch.tensor([0, 1234, 49151])
-    embedding = torch.from_numpy(grids["model.embed_tokens.weight"].dequantize())[tokens]
-    assert torch.allclose(step.model.embed_tokens(tokens), embedding, atol=1e-6, rtol=0)
+    table = grids["model.embed_tokens.weight"]
+    codes = np.clip(np.round(table.codes / 4.0), -32, 31).reshape(49152, 18, 32)
+    six_bit = torch.from_numpy((codes * (4 * table.scale)[..., None]).reshape(49152, 576).astype(np.float32))
+    assert torch.allclose(step.model.embed_tokens(tokens), six_bit[tokens], atol=1e-6, rtol=0)
 
 
 def effective_weight_of_quantized(layer: GridLinear) -> torch.Tensor:

@@ -121,18 +121,26 @@ class QuantizedEmbedding(nn.Module):
         self.register_buffer("offset", None)  # per-group constant of an asymmetric source grid (Q4_1)
 
     @classmethod
-    def from_grid(cls, grid: Grid) -> QuantizedEmbedding:
-        """The source's own blocks, exactly: Q8_0 codes, or Q4_1 codes with their minimum."""
+    def from_grid(cls, grid: Grid, six_bits: bool = False) -> QuantizedEmbedding:
+        """The source's own blocks: Q8_0 codes, or Q4_1 codes with their minimum, exactly. With
+        `six_bits` a Q8_0 table keeps its blocks and scales but every fourth code step (code / 4,
+        rounded), packed four codes in three bytes: 3/4 of the bytes (docs/quantization.md)."""
         vocab, dim = grid.codes.shape
         emb = cls(torch.zeros(1, dim), BLOCK, 8 if grid.kind == "q8_0" else 4)
         scale = torch.from_numpy(grid.scale)
-        if grid.kind == "q8_0":
+        if grid.kind == "q8_0" and six_bits and dim % 4 == 0:
+            codes = np.clip(np.round(grid.codes / 4.0), -32, 31).astype(np.int32) + 32  # 0..63
+            words = codes.reshape(vocab, dim // 4, 4) @ (64 ** np.arange(4))  # 24 bits each
+            packed = np.stack([(words >> (8 * i)) & 255 for i in range(3)], axis=-1)
+            emb.qweight = torch.from_numpy(packed.astype(np.uint8).reshape(vocab, -1))
+            emb.bits, scale = 6, 4 * scale
+        elif grid.kind == "q8_0":
             emb.qweight = torch.from_numpy(grid.codes.copy())
         else:  # Q4_1: d * q + m = d * (q - 8) + (m + 8 d), packed two codes a byte like int4 rows
             nibbles = torch.from_numpy(grid.codes.astype(np.uint8)).reshape(vocab, dim // 2, 2)
             emb.qweight = nibbles[..., 0] + 16 * nibbles[..., 1]
             emb.offset = torch.from_numpy(grid.minimum) + 8 * scale
-        emb.scales = scale
+        emb.scales = scale.half() if grid.kind == "q8_0" else scale  # fp16 in the file: exact
         return emb
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -142,7 +150,16 @@ class QuantizedEmbedding(nn.Module):
             packed = rows.to(torch.int32)
             high = torch.div(packed, 16, rounding_mode="floor")
             rows = torch.stack((packed - 16 * high, high), dim=-1).reshape(c, -1) - 8
-        scales = self.scales.index_select(0, tokens)
+        elif self.bits == 6:  # three bytes -> one 24-bit word -> four 6-bit codes
+            b = rows.to(torch.int32).reshape(c, -1, 3)
+            word = b[..., 0] + 256 * b[..., 1] + 65536 * b[..., 2]
+            codes = []
+            for _ in range(4):
+                rest = torch.div(word, 64, rounding_mode="floor")
+                codes.append(word - 64 * rest)
+                word = rest
+            rows = torch.stack(codes, dim=-1).reshape(c, -1) - 32
+        scales = self.scales.index_select(0, tokens).to(torch.float32)
         out = rows.to(torch.float32).reshape(c, -1, self.group) * scales.unsqueeze(-1)
         if self.offset is not None:
             out = out + self.offset.index_select(0, tokens).unsqueeze(-1)
@@ -311,8 +328,10 @@ def _onto_grids(step: StepModel, grids: dict[str, Grid], calibration: torch.Tens
     }
     embedding = grids.get("model.embed_tokens.weight")
     if embedding is not None:
-        step.model.embed_tokens = QuantizedEmbedding.from_grid(embedding)
-        done["model.embed_tokens.weight"] = f"{embedding.kind} grid: portable lookup"
+        # 6-bit codes for a Q8_0 table: the one rounding acre adds, to fit the size ceiling
+        step.model.embed_tokens = QuantizedEmbedding.from_grid(embedding, six_bits=True)
+        kept = "6-bit codes (code / 4) on the q8_0 blocks" if step.model.embed_tokens.bits == 6 else "grid"
+        done["model.embed_tokens.weight"] = f"{embedding.kind} {kept}: portable lookup"
     if calibration is not None and OUTLIERS:
         for fqn, peak in _channel_peaks(step, layers, calibration).items():
             layers[fqn].split_outliers(peak.topk(min(OUTLIERS, len(peak))).indices)
@@ -379,7 +398,8 @@ def quantize_step(
             quantize_(step, config, filter_fn=lambda m, fqn, r=rest: fqn in r)
             tensors.update({f"{name}.weight": f"{rule.describe()}: xnnpack 8da{rule.bits}w" for name in rest})
             parts[part]["others"] = rule.describe()
-    if on_grid:  # the blocks' constant parts: small, and int8 per channel costs nothing measurable
+    if on_grid:
+        # the blocks' constant parts: small, and int8 per channel costs nothing measurable
         offsets = {f"{name}.offset" for name in on_grid}
         quantize_(
             step,
