@@ -372,6 +372,16 @@ def grid(rows: list[dict]) -> list[str]:
     return md_table(["policy", *(f"{n:,} tokens" for n in lengths)], table)
 
 
+def kind_grid(rows: list[dict]) -> list[str]:
+    """Policies by the kind of the answer (number, code, name, place, phrase), all lengths together."""
+    kinds = sorted({r["kind"] for r in rows})
+    table = [
+        [p, *(found([r for r in rows if label(r) == p and r["kind"] == k]) for k in kinds)]
+        for p in sorted({label(r) for r in rows}, key=policy_key)
+    ]
+    return md_table(["policy", *kinds], table)
+
+
 def stage_table(rows: list[dict]) -> list[str]:
     """Where acre's misses were lost, and how often each peer had the evidence in front of it."""
     table = []
@@ -424,6 +434,8 @@ def suite_section(results: Path, name: str) -> str:
         for family in [f for f in FAMILIES if any(r["family"] == f for r in mine)]:
             of_family = [r for r in mine if r["family"] == family]
             lines += ["", f"**{family}**: {FAMILY_TEXT[family]}.", "", *grid(of_family)]
+            if family == "single":
+                lines += ["By the kind of answer, every length together:", "", *kind_grid(of_family)]
         lines += ["", f"### {split} split: where the evidence was", "",
                   "The evidence is the sentence(s) a right answer needs. acre's miss was lost before the "
                   "answer if its evidence was not in the pot when the answer was decoded (not refilled, nor "

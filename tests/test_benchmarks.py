@@ -181,6 +181,7 @@ def test_a_suite_subset_runs_acre_and_peers_on_the_same_cases_and_the_report_tab
             assert not c["evidence_shown"] and c["document_tokens"] < 10
     page = report.main(results, tmp_path / "docs").read_text()
     assert "### dev split: every family together" in page and "**twohop**" in page
+    assert "By the kind of answer" in page  # the single family, per kind
     acre = sum(c["correct"] for c in cases if c["policy"] == "acre")
     assert f"| acre | {acre}/4 [" in page and "| bm25 | " in page and "| nocontext | " in page
     assert "--tasks single twohop --policies acre bm25 nocontext" in page  # the command, as run
