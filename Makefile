@@ -2,7 +2,7 @@
 BUNDLE := build/smollm2-android
 VENV := .venv/bin
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint native-test
 setup:
 	scripts/setup.sh
 
@@ -16,9 +16,18 @@ demo: setup $(BUNDLE)/manifest.json
 	$(VENV)/acre run $(BUNDLE) --context $(DOCUMENT) --store build/alice.l2 --sources \
 	    --question "$(QUESTION)" --max-new-tokens 40
 
+NATIVE_SOURCES = native/include/*.h native/src/*.cpp native/src/*.hpp native/tests/*.cpp native/python/*.cpp
 lint: setup
 	$(VENV)/ruff check acre tests scripts benchmarks
+	clang-format --dry-run --Werror $(NATIVE_SOURCES)
 
-test: lint
+# the native core's C++ tests (the Python tests reach it through acre._native, built by setup)
+native-test: setup
+	PATH="$(CURDIR)/$(VENV):$$PATH" cmake -S native -B build/native -G Ninja \
+	    -DPython_EXECUTABLE="$(CURDIR)/$(VENV)/python" -DACRE_BUILD_TESTS=ON -DACRE_BUILD_PYTHON=OFF >/dev/null
+	PATH="$(CURDIR)/$(VENV):$$PATH" cmake --build build/native -j2
+	PATH="$(CURDIR)/$(VENV):$$PATH" ctest --test-dir build/native --output-on-failure
+
+test: lint native-test
 	android_demo/core/test.sh
 	$(VENV)/python -m pytest -q

@@ -1,0 +1,267 @@
+// The C ABI (acre.h) over the core's C++: handles own the C++ objects, every call catches what the
+// core throws and turns it into a status and a thread-local message.
+#include <cstring>
+#include <new>
+
+#include "acre.h"
+#include "bundle.hpp"
+#include "step.hpp"
+#include "tokenizer.hpp"
+
+struct acre_bundle {
+  std::unique_ptr<acre::Bundle> impl;
+};
+struct acre_tokenizer {
+  std::unique_ptr<acre::Tokenizer> impl;
+};
+struct acre_engine {
+  std::unique_ptr<acre::Engine> impl;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+template <class F>
+acre_status guard(F &&body) {
+  try {
+    body();
+    return ACRE_OK;
+  } catch (const acre::Error &e) {
+    last_error = e.what();
+    return e.status();
+  } catch (const std::bad_alloc &) {
+    last_error = "out of memory";
+  } catch (const std::exception &e) {
+    last_error = std::string("internal error: ") + e.what();
+  } catch (...) {
+    last_error = "internal error (unknown exception)";
+  }
+  return ACRE_ERR_INTERNAL;
+}
+
+void need(const void *p, const char *what) {
+  if (!p) acre::fail(ACRE_ERR_INVALID_ARGUMENT, std::string(what) + " is NULL");
+}
+
+void info_of(const acre::TensorSpec &spec, acre_tensor_info *out) {
+  if (spec.dims.size() > ACRE_MAX_DIMS)
+    acre::fail(ACRE_ERR_UNSUPPORTED, spec.name + " has more than ACRE_MAX_DIMS dimensions");
+  out->name = spec.name.c_str();
+  out->dtype = spec.dtype;
+  out->rank = static_cast<int32_t>(spec.dims.size());
+  for (size_t i = 0; i < ACRE_MAX_DIMS; ++i) out->dims[i] = i < spec.dims.size() ? spec.dims[i] : 0;
+  out->bytes = spec.bytes();
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *acre_last_error(void) { return last_error.c_str(); }
+
+const char *acre_status_name(acre_status status) {
+  switch (status) {
+    case ACRE_OK: return "ok";
+    case ACRE_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case ACRE_ERR_BUNDLE: return "bundle";
+    case ACRE_ERR_TOKENIZER: return "tokenizer";
+    case ACRE_ERR_ENGINE: return "engine";
+    case ACRE_ERR_UNSUPPORTED: return "unsupported";
+    case ACRE_ERR_BUFFER_TOO_SMALL: return "buffer too small";
+    case ACRE_ERR_INTERNAL: return "internal";
+  }
+  return "unknown status";
+}
+
+int32_t acre_abi_version(void) { return ACRE_ABI_VERSION; }
+
+size_t acre_dtype_size(acre_dtype dtype) {
+  switch (dtype) {
+    case ACRE_DTYPE_FLOAT32:
+    case ACRE_DTYPE_INT32: return 4;
+    case ACRE_DTYPE_FLOAT16: return 2;
+    case ACRE_DTYPE_INT64: return 8;
+    case ACRE_DTYPE_UINT8:
+    case ACRE_DTYPE_BOOL: return 1;
+    default: return 0;
+  }
+}
+
+// ---- bundle
+
+acre_status acre_bundle_open(const char *dir, int verify_checksums, acre_bundle **out) {
+  return guard([&] {
+    need(dir, "dir");
+    need(out, "out");
+    *out = nullptr;
+    auto bundle = std::make_unique<acre_bundle>();
+    bundle->impl = acre::open_bundle(dir, verify_checksums != 0);
+    *out = bundle.release();
+  });
+}
+
+void acre_bundle_free(acre_bundle *bundle) { delete bundle; }
+
+const char *acre_bundle_root(const acre_bundle *bundle) { return bundle ? bundle->impl->root.c_str() : ""; }
+
+const char *acre_bundle_manifest_json(const acre_bundle *bundle) {
+  return bundle ? bundle->impl->manifest_text.c_str() : "";
+}
+
+acre_status acre_bundle_geometry(const acre_bundle *bundle, acre_geometry *out) {
+  return guard([&] {
+    need(bundle, "bundle");
+    need(out, "out");
+    *out = bundle->impl->geometry;
+  });
+}
+
+acre_status acre_bundle_program_path(const acre_bundle *bundle, const char *engine, const char **path) {
+  return guard([&] {
+    need(bundle, "bundle");
+    need(engine, "engine");
+    need(path, "path");
+    *path = bundle->impl->program_path(engine).c_str();
+  });
+}
+
+// ---- tokenizer
+
+acre_status acre_tokenizer_open(const char *tokenizer_json_path, acre_tokenizer **out) {
+  return guard([&] {
+    need(tokenizer_json_path, "tokenizer_json_path");
+    need(out, "out");
+    *out = nullptr;
+    auto tokenizer = std::make_unique<acre_tokenizer>();
+    tokenizer->impl = std::make_unique<acre::Tokenizer>(tokenizer_json_path);
+    *out = tokenizer.release();
+  });
+}
+
+acre_status acre_bundle_tokenizer(const acre_bundle *bundle, acre_tokenizer **out) {
+  if (!bundle) return guard([] { need(nullptr, "bundle"); });
+  return acre_tokenizer_open((bundle->impl->tokenizer_dir + "/tokenizer.json").c_str(), out);
+}
+
+void acre_tokenizer_free(acre_tokenizer *tokenizer) { delete tokenizer; }
+
+int32_t acre_tokenizer_vocab_size(const acre_tokenizer *tokenizer) {
+  return tokenizer ? tokenizer->impl->vocab_size() : 0;
+}
+
+acre_status acre_tokenize(const acre_tokenizer *tokenizer, const char *text, size_t text_len, int32_t *ids,
+                          size_t capacity, size_t *n_ids) {
+  return guard([&] {
+    need(tokenizer, "tokenizer");
+    need(n_ids, "n_ids");
+    if (text_len) need(text, "text");
+    const auto encoded = tokenizer->impl->encode(std::string_view(text ? text : "", text_len));
+    *n_ids = encoded.size();
+    if (encoded.size() > capacity)
+      acre::fail(ACRE_ERR_BUFFER_TOO_SMALL, "the text encodes to " + std::to_string(encoded.size()) +
+                                                " ids, the buffer holds " + std::to_string(capacity));
+    if (!encoded.empty()) {
+      need(ids, "ids");
+      std::memcpy(ids, encoded.data(), encoded.size() * sizeof(int32_t));
+    }
+  });
+}
+
+acre_status acre_detokenize(const acre_tokenizer *tokenizer, const int32_t *ids, size_t n_ids,
+                            int skip_special, char *out, size_t capacity, size_t *n_bytes) {
+  return guard([&] {
+    need(tokenizer, "tokenizer");
+    need(n_bytes, "n_bytes");
+    if (n_ids) need(ids, "ids");
+    const std::string text = tokenizer->impl->decode(ids, n_ids, skip_special != 0);
+    *n_bytes = text.size();
+    if (text.size() > capacity)
+      acre::fail(ACRE_ERR_BUFFER_TOO_SMALL, "the text is " + std::to_string(text.size()) +
+                                                " bytes, the buffer holds " + std::to_string(capacity));
+    if (!text.empty()) {
+      need(out, "out");
+      std::memcpy(out, text.data(), text.size());
+    }
+  });
+}
+
+acre_status acre_token_to_id(const acre_tokenizer *tokenizer, const char *token, int32_t *id) {
+  return guard([&] {
+    need(tokenizer, "tokenizer");
+    need(token, "token");
+    need(id, "id");
+    if (!tokenizer->impl->token_to_id(token, id))
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, std::string("no token ") + token + " in the vocabulary");
+  });
+}
+
+// ---- engine
+
+acre_status acre_engine_open_executorch(const acre_bundle *bundle, acre_engine **out) {
+  return guard([&] {
+    need(bundle, "bundle");
+    need(out, "out");
+    *out = nullptr;
+    auto engine = std::make_unique<acre_engine>();
+    engine->impl = acre::open_executorch_engine(*bundle->impl);
+    *out = engine.release();
+  });
+}
+
+acre_status acre_engine_open_callback(const acre_bundle *bundle, acre_step_fn step, void *user,
+                                      void (*free_user)(void *user), acre_engine **out) {
+  return guard([&] {
+    if (!bundle || !out) {
+      if (free_user) free_user(user);
+      need(bundle, "bundle");
+      need(out, "out");
+    }
+    *out = nullptr;
+    auto engine = std::make_unique<acre_engine>();
+    engine->impl = acre::open_callback_engine(*bundle->impl, step, user, free_user);
+    *out = engine.release();
+  });
+}
+
+void acre_engine_free(acre_engine *engine) { delete engine; }
+
+const char *acre_engine_name(const acre_engine *engine) { return engine ? engine->impl->name() : ""; }
+
+size_t acre_engine_num_inputs(const acre_engine *engine) { return engine ? engine->impl->num_inputs() : 0; }
+
+size_t acre_engine_num_outputs(const acre_engine *engine) { return engine ? engine->impl->num_outputs() : 0; }
+
+acre_status acre_engine_input_info(const acre_engine *engine, int32_t rows, size_t index,
+                                   acre_tensor_info *out) {
+  return guard([&] {
+    need(engine, "engine");
+    need(out, "out");
+    const auto &specs = engine->impl->method(rows).inputs;
+    if (index >= specs.size())
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "input index " + std::to_string(index) + " out of range");
+    info_of(specs[index], out);
+  });
+}
+
+acre_status acre_engine_output_info(const acre_engine *engine, int32_t rows, size_t index,
+                                    acre_tensor_info *out) {
+  return guard([&] {
+    need(engine, "engine");
+    need(out, "out");
+    const auto &specs = engine->impl->method(rows).outputs;
+    if (index >= specs.size())
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "output index " + std::to_string(index) + " out of range");
+    info_of(specs[index], out);
+  });
+}
+
+acre_status acre_engine_step(acre_engine *engine, int32_t rows, const acre_buffer *inputs, size_t n_inputs,
+                             const acre_buffer *outputs, size_t n_outputs) {
+  return guard([&] {
+    need(engine, "engine");
+    engine->impl->step(rows, inputs, n_inputs, outputs, n_outputs);
+  });
+}
+
+}  // extern "C"
