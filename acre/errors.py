@@ -23,3 +23,7 @@ class DocumentError(InputError):
 
 class EngineError(AcreError):
     """An engine is unavailable here or its program failed to run."""
+
+
+class TokenizerError(BundleError):
+    """A bundle's tokenizer.json cannot be read, or is of a kind the native core does not run."""

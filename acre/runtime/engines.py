@@ -7,7 +7,7 @@ through onnxruntime. All take numpy inputs owned by the runtime and return numpy
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -106,34 +106,49 @@ class TorchEngine:
 
 
 class ExecuTorchEngine:
+    """model.pte through the native core's ExecuTorch engine (native/, acre._native): the core checks
+    the program against the manifest and runs it on these numpy buffers, in the manifest's order."""
+
     name = "executorch"
 
     def __init__(self, bundle: Bundle) -> None:
         try:
-            from executorch.runtime import Runtime
+            from acre import _native
         except ImportError as exc:
-            raise EngineError("executorch is not installed: pip install 'acre[android]'") from exc
-        path = bundle.program_path("executorch")
-        try:
-            program = Runtime.get().load_program(path)
-            self.methods = {name: program.load_method(name) for name in ("prefill", "decode")}
-            shapes = {
-                name: [tuple(m.metadata.input_tensor_meta(i).sizes()) for i in range(len(INPUT_NAMES))]
-                for name, m in self.methods.items()
-            }
-        except Exception as exc:  # the runtime raises RuntimeError/ValueError with codes
-            raise BundleError(f"{path}: ExecuTorch cannot load the program ({exc})") from exc
-        mask_dtype = self.methods["decode"].metadata.input_tensor_meta(INPUT_NAMES.index("pot_mask")).dtype()
-        if mask_dtype != 0:  # ScalarType Byte; bundles exported before acre 0.1 took a bool mask
-            raise BundleError(f"{path}: pot_mask is not uint8 in this program; re-export the bundle")
-        check_input_shapes(bundle, "prefill", bundle.chunk, shapes["prefill"])
-        check_input_shapes(bundle, "decode", 1, shapes["decode"])
+            raise EngineError(f"the native core is not built ({exc}); run scripts/setup.sh") from exc
+        bundle.program_path("executorch")  # a bundle without the program says so first
+        # Bundle.open verified the checksums already; the core checks structure and sizes again
+        self.core = _native.Engine.executorch(_native.Bundle(str(bundle.root), verify_checksums=False))
+        step = bundle.manifest["step"]
+        self.input_names = [n["name"] if isinstance(n, dict) else n for n in step["inputs"]]
+        self.output_names = [n["name"] if isinstance(n, dict) else n for n in step["outputs"]]
+        # each input is a StepInputs field, or one layer of one ("pot_k_3" is pot_k[3])
+        have = {f.name for f in fields(StepInputs)}
+        self.sources = [(n, None) if n in have else self._layer_of(n, have) for n in self.input_names]
+        unknown = [n for n, (field, _) in zip(self.input_names, self.sources, strict=True) if field is None]
+        unknown += [n for n in self.output_names if n not in {f.name for f in fields(StepOutputs)}]
+        if unknown:
+            raise BundleError(f"{bundle.root}: the step's {unknown} are not StepInputs/StepOutputs fields")
         self.chunk = bundle.chunk
 
+    def arrays(self, inputs: StepInputs) -> list[np.ndarray]:
+        """The program's inputs in manifest order: views of the runtime's arrays, the mask as uint8."""
+        out = []
+        for field, layer in self.sources:
+            a = getattr(inputs, field) if layer is None else getattr(inputs, field)[layer]
+            a = np.ascontiguousarray(a)  # a copy only if it was not contiguous
+            out.append(a.view(np.uint8) if a.dtype == np.bool_ else a)
+        return out
+
     def step(self, inputs: StepInputs) -> StepOutputs:
-        method = self.methods["decode" if len(inputs.tokens) == 1 else "prefill"]
-        out = method.execute([torch.from_numpy(a) for a in inputs.as_tuple()])
-        return StepOutputs.from_arrays([t.numpy() for t in out])
+        out = self.core.step(len(inputs.tokens), self.arrays(inputs))
+        return StepOutputs(**dict(zip(self.output_names, out, strict=True)))
+
+    @staticmethod
+    def _layer_of(name: str, fields_in: set[str]) -> tuple[str | None, int | None]:
+        """("pot_k", 3) for "pot_k_3" when pot_k is a field, else (None, None)."""
+        field, _, index = name.rpartition("_")
+        return (field, int(index)) if field in fields_in and index.isdigit() else (None, None)
 
 
 class OnnxEngine:

@@ -81,6 +81,12 @@ size_t acre_dtype_size(acre_dtype dtype);
 
 /* ---- bundle ------------------------------------------------------------------------------ */
 
+/* Bundle format versions this core reads. 1: pot keys un-rotated, the pot as two [L, Hkv, P, D]
+ * inputs; 2: keys rotated at their positions, one pot input per layer. The step signature is read
+ * from the manifest, so the core runs either. */
+#define ACRE_BUNDLE_VERSION_MIN 1
+#define ACRE_BUNDLE_VERSION_MAX 2
+
 typedef struct acre_bundle acre_bundle;
 
 /* The model geometry and step shapes the manifest promises. */

@@ -189,6 +189,7 @@ struct Engine {
 NB_MODULE(_native, m) {
   m.doc() = "acre's native runtime core (native/include/acre.h): bundle, tokenizer, step engine";
   m.attr("ABI_VERSION") = acre_abi_version();
+  m.attr("BUNDLE_VERSIONS") = nb::make_tuple(ACRE_BUNDLE_VERSION_MIN, ACRE_BUNDLE_VERSION_MAX);
 
   nb::class_<Bundle>(m, "Bundle", "A bundle opened and verified by the core.")
       .def(nb::init<const std::string &, bool>(), nb::arg("path"), nb::arg("verify_checksums") = true)

@@ -16,7 +16,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char *kFormat = "acre-bundle";
-constexpr int kVersion = 1;
+constexpr int kMinVersion = ACRE_BUNDLE_VERSION_MIN, kMaxVersion = ACRE_BUNDLE_VERSION_MAX;
 
 // A manifest field that is missing or of the wrong type: the message names its path.
 [[noreturn]] void malformed(const std::string &where, const std::string &what) {
@@ -226,11 +226,12 @@ std::unique_ptr<Bundle> open_bundle(const std::string &dir, bool verify_checksum
   if (!m.is_object() || !m.contains("format") || m["format"] != kFormat)
     fail(ACRE_ERR_BUNDLE,
          where + ": not an acre bundle manifest (format is not '" + std::string(kFormat) + "')");
-  if (!m.contains("version") || !is_int(m["version"]) || m["version"].get<int64_t>() != kVersion)
+  if (!m.contains("version") || !is_int(m["version"]) || m["version"].get<int64_t>() < kMinVersion ||
+      m["version"].get<int64_t>() > kMaxVersion)
     fail(ACRE_ERR_BUNDLE, where + ": bundle format version " +
                               (m.contains("version") ? m["version"].dump() : std::string("missing")) +
-                              ", this acre reads version " + std::to_string(kVersion) +
-                              "; re-export the bundle with this acre");
+                              ", this acre core reads versions " + std::to_string(kMinVersion) + " to " +
+                              std::to_string(kMaxVersion) + "; re-export the bundle with this acre");
   read_fields(*b);
   verify_files(*b, verify_checksums);
   return b;

@@ -33,14 +33,29 @@ std::string shape_text(const std::vector<int64_t> &dims) {
 
 std::string TensorSpec::describe() const { return dtype_name(dtype) + " " + shape_text(dims); }
 
+// i for a name "<prefix><i>" with 0 <= i < layers of the bundle, else -1
+static int64_t layer_index(const std::string &name, const char *prefix, int64_t layers) {
+  const std::string p(prefix);
+  if (name.size() <= p.size() || name.compare(0, p.size(), p) != 0) return -1;
+  int64_t i = 0;
+  for (size_t k = p.size(); k < name.size(); ++k) {
+    if (name[k] < '0' || name[k] > '9' || i > layers) return -1;
+    i = i * 10 + (name[k] - '0');
+  }
+  return (name.size() - p.size() > 1 && name[p.size()] == '0') || i >= layers ? -1 : i;
+}
+
 std::optional<TensorSpec> expected_spec(const Bundle &bundle, const std::string &name, int32_t rows,
                                         bool output) {
   const acre_geometry &g = bundle.geometry;
   const int64_t r = rows, pot = g.pot;
   const std::vector<int64_t> kv{g.layers, g.kv_heads, pot, g.head_dim};
+  auto layer_of = [&](const std::string &n, const char *prefix) { return layer_index(n, prefix, g.layers); };
   if (!output) {
     if (name == "tokens" || name == "positions") return TensorSpec{name, ACRE_DTYPE_INT64, {r}};
     if (name == "pot_k" || name == "pot_v") return TensorSpec{name, g.kv_dtype, kv};
+    if (layer_of(name, "pot_k_") >= 0 || layer_of(name, "pot_v_") >= 0)  // one layer's pot
+      return TensorSpec{name, g.kv_dtype, {g.kv_heads, pot, g.head_dim}};
     if (name == "pot_positions") return TensorSpec{name, ACRE_DTYPE_INT64, {pot}};
     if (name == "pot_mask") return TensorSpec{name, ACRE_DTYPE_UINT8, {pot}};
     if (name == "last_index") return TensorSpec{name, ACRE_DTYPE_INT64, {1}};

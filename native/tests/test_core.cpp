@@ -84,8 +84,10 @@ void test_the_vector_bundle_opens_with_its_geometry() {
 
 void test_bad_bundles_are_refused_naming_the_file() {
   fs::path dir = vector_bundle("version");
-  edit_manifest(dir, [](json &m) { m["version"] = 2; });
-  CHECK(open(dir) == ACRE_ERR_BUNDLE && error_mentions("manifest.json") && error_mentions("version 2"));
+  edit_manifest(dir, [](json &m) { m["version"] = 3; });
+  CHECK(open(dir) == ACRE_ERR_BUNDLE && error_mentions("manifest.json") && error_mentions("version 3"));
+  edit_manifest(dir, [](json &m) { m["version"] = "1"; });
+  CHECK(open(dir) == ACRE_ERR_BUNDLE && error_mentions("version \"1\""));
 
   dir = vector_bundle("missing");
   fs::remove(dir / "program.bin");
@@ -311,6 +313,26 @@ void test_a_callback_engine_runs_in_manifest_order_with_manifest_shapes() {
   CHECK(calls.count == 2);  // refused calls never reach the callback
   acre_engine_free(engine);
   CHECK(calls.freed);
+
+  // bundle version 2's signature: one pot input per layer
+  edit_manifest(dir, [](json &m) {
+    m["version"] = 2;
+    m["step"]["inputs"] = {"tokens",  "positions", "pot_mask", "last_index",
+                           "pot_k_0", "pot_k_1",   "pot_v_0",  "pot_v_1"};
+  });
+  acre_bundle_free(bundle);
+  CHECK(acre_bundle_open(dir.c_str(), 1, &bundle) == ACRE_OK);
+  CHECK(acre_engine_open_callback(bundle, fill_logits, &calls, nullptr, &engine) == ACRE_OK);
+  CHECK(acre_engine_input_info(engine, 1, 5, &info) == ACRE_OK);
+  CHECK(std::string(info.name) == "pot_k_1" && info.rank == 3 && info.dims[0] == g.kv_heads &&
+        info.dims[1] == g.pot && info.bytes == size_t(4) * g.kv_heads * g.pot * g.head_dim);
+  acre_engine_free(engine);
+
+  edit_manifest(dir, [](json &m) { m["step"]["inputs"] = {"tokens", "pot_k_2"}; });  // layers 0 and 1 only
+  acre_bundle_free(bundle);
+  CHECK(acre_bundle_open(dir.c_str(), 1, &bundle) == ACRE_OK);
+  CHECK(acre_engine_open_callback(bundle, fill_logits, &calls, nullptr, &engine) == ACRE_ERR_BUNDLE);
+  CHECK(error_mentions("pot_k_2"));
 
   edit_manifest(dir, [](json &m) { m["step"]["inputs"] = {"tokens", "mystery"}; });
   acre_bundle_free(bundle);
