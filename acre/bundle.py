@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from acre.errors import BundleError
 from acre.geometry import Geometry
 
 FORMAT = "acre-bundle"
-VERSION = 1
+VERSION = 2  # 2: keys rotated in the pot, one pot input per layer (acre/step.py)
 MANIFEST = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
 KV_DTYPES = ("float32", "float16")  # what step.kv_dtype may be
@@ -66,6 +68,10 @@ class Bundle:
     @property
     def kv_dtype(self) -> str:
         return str(self.manifest["step"]["kv_dtype"])
+
+    @property
+    def rope_inv_freq(self) -> np.ndarray:
+        return np.asarray(self.manifest["step"]["rope_inv_freq"], dtype=np.float64)
 
     @property
     def programs(self) -> dict[str, dict[str, Any]]:
@@ -172,6 +178,11 @@ def _check_fields(m: dict[str, Any]) -> None:
         raise ValueError("step.signal_heads must be [layer, head] pairs inside the model")
     if sorted({h[0] for h in heads}) != step["probe_layers"]:
         raise ValueError("step.probe_layers must be the layers of the signal heads")
+    freq = step["rope_inv_freq"]
+    if not isinstance(freq, list) or len(freq) != g["head_dim"] // 2 or not all(
+        type(f) in (int, float) and f > 0 for f in freq
+    ):
+        raise ValueError("step.rope_inv_freq must be head_dim / 2 positive numbers")
     programs = m["programs"]
     if not isinstance(programs, dict) or not all(
         isinstance(p, dict) and isinstance(p.get("file"), str) for p in programs.values()

@@ -3,19 +3,23 @@
 This module is the only place where attention, RoPE and the pot maths live. The eager `torch`
 engine runs it as is; the exporter traces this very module into `.pte` / `.onnx` / `.mlpackage`.
 
-The program is pure: the runtime owns the pot (keys stored un-rotated, values, positions, a
-validity mask) and passes it in; the program returns the chunk's new K/V and the signals the
-policies need, and never stores anything between calls.
+The program is pure: the runtime owns the pot (keys already rotated at the positions the model sees
+them at, values, a validity mask) and passes it in; the program returns the chunk's new K/V and the
+signals the policies need, and never stores anything between calls. What a call costs in the pot is
+one read of it: no RoPE of pot keys (the runtime re-rotates a slot only when its position changes,
+acre/runtime/pot.py), no concatenation of pot and chunk (two blocks, one softmax over their scores),
+and one input tensor per layer so that no layer's slice is copied out of a larger tensor.
 
-Inputs (C = chunk length, P = pot capacity):
+Inputs (C = chunk length, P = pot capacity, L layers):
     tokens[C] int64, positions[C] int64       the chunk; padding rows may follow the real ones
-    pot_k[L,Hkv,P,D], pot_v[L,Hkv,P,D]        un-rotated keys and values of the pot slots
-    pot_positions[P] int64, pot_mask[P] uint8  position shown to the model, and slot validity (1 = valid;
-                                                  uint8, not bool: ExecuTorch's Java API has no bool tensors)
+    pot_mask[P] uint8                         slot validity (1 = valid; uint8, not bool: ExecuTorch's
+                                              Java API has no bool tensors)
     last_index[1] int64                       which chunk row's logits to return
+    pot_k_0..pot_k_{L-1} [Hkv,P,D]            each layer's pot keys, rotated at their positions
+    pot_v_0..pot_v_{L-1} [Hkv,P,D]            each layer's pot values
 Outputs:
     logits[vocab]                             next-token logits of row `last_index`
-    k_new[L,Hkv,C,D], v_new[L,Hkv,C,D]        the chunk's un-rotated keys and its values
+    k_new[L,Hkv,C,D], v_new[L,Hkv,C,D]        the chunk's keys (rotated at `positions`) and values
     pot_attention[C,P]                        attention each chunk row puts on each pot slot,
                                               summed over the signal heads (retrieval heads)
     q_probe[Lp,H,C,D]                         un-rotated queries of the probe layers
@@ -76,28 +80,31 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,  # [C, hidden]
         rope_chunk: tuple[torch.Tensor, torch.Tensor],  # cos/sin [C, D]
-        rope_pot: tuple[torch.Tensor, torch.Tensor],  # cos/sin [P, D]
-        pot_k: torch.Tensor,  # [Hkv, P, D] un-rotated
+        pot_k: torch.Tensor,  # [Hkv, P, D] rotated at the slots' positions
         pot_v: torch.Tensor,  # [Hkv, P, D]
-        bias: torch.Tensor,  # [C, P + C] additive mask
+        pot_bias: torch.Tensor,  # [P] additive mask of the pot block
+        causal_bias: torch.Tensor,  # [G * C, C] additive mask of the chunk block
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.g
         c = x.shape[0]
         groups = g.heads // g.kv_heads
         q = self.q_proj(x).view(c, g.heads, g.head_dim).transpose(0, 1)  # [H, C, D]
-        k = self.k_proj(x).view(c, g.kv_heads, g.head_dim).transpose(0, 1)  # [Hkv, C, D]
-        v = self.v_proj(x).view(c, g.kv_heads, g.head_dim).transpose(0, 1)
-
-        keys = torch.cat((rotate(pot_k.float(), *rope_pot), rotate(k, *rope_chunk)), dim=1)
-        values = torch.cat((pot_v.float(), v), dim=1)  # [Hkv, P + C, D]
-        # Query head h reads KV head h // groups (GQA): group the query heads per KV head.
-        qr = rotate(q, *rope_chunk).view(g.kv_heads, groups, c, g.head_dim)
-        scores = torch.matmul(qr, keys.unsqueeze(1).transpose(-1, -2)) / math.sqrt(g.head_dim)
-        probs = torch.softmax(scores + bias, dim=-1)  # [Hkv, G, C, P + C]
-        out = torch.matmul(probs, values.unsqueeze(1))  # [Hkv, G, C, D]
+        k = rotate(self.k_proj(x).view(c, g.kv_heads, g.head_dim).transpose(0, 1), *rope_chunk)
+        v = self.v_proj(x).view(c, g.kv_heads, g.head_dim).transpose(0, 1)  # [Hkv, C, D]
+        pot_k, pot_v = pot_k.float(), pot_v.float()  # no-ops for a float32 pot
+        # Query head h reads KV head h // groups (GQA): the query heads of one KV head are rows of
+        # one batched matmul, so no key or value is broadcast or copied.
+        cos, sin = rope_chunk
+        qr = rotate(q, cos / math.sqrt(g.head_dim), sin / math.sqrt(g.head_dim)).contiguous()
+        qr = qr.view(g.kv_heads, groups * c, g.head_dim)
+        pot_scores = torch.bmm(qr, pot_k.transpose(1, 2)) + pot_bias  # [Hkv, G*C, P]
+        chunk_scores = torch.bmm(qr, k.transpose(1, 2)) + causal_bias  # [Hkv, G*C, C]
+        probs = torch.softmax(torch.cat((pot_scores, chunk_scores), dim=-1), dim=-1)  # scores, not keys
+        pot_probs, chunk_probs = torch.split(probs, [pot_k.shape[1], c], dim=-1)
+        pot_probs, chunk_probs = pot_probs.contiguous(), chunk_probs.contiguous()
+        out = torch.bmm(pot_probs, pot_v) + torch.bmm(chunk_probs, v)  # [Hkv, G*C, D]
         out = out.reshape(g.heads, c, g.head_dim).transpose(0, 1).reshape(c, g.heads * g.head_dim)
-        pot_probs = probs[..., : pot_k.shape[1]].reshape(g.heads, c, -1)  # [H, C, P]
-        return self.o_proj(out), k, v, pot_probs, q
+        return self.o_proj(out), k, v, pot_probs.reshape(g.heads, c, -1), q
 
 
 class Block(nn.Module):
@@ -141,10 +148,6 @@ class StepModel(nn.Module):
         ]
         # layers whose queries are returned (q_probe): those holding a signal head
         self.probe_layers = sorted({layer for layer, _ in self.signal_heads})
-        weights = torch.zeros(g.layers, g.heads)
-        for layer, head in self.signal_heads:
-            weights[layer, head] = 1.0
-        self.register_buffer("signal_weights", weights, persistent=False)
         self.model = Decoder(g)
         self.lm_head = nn.Linear(g.hidden, g.vocab, bias=False)
         # inv_freq and scaling come from transformers, so every RoPE variant it knows (llama3,
@@ -174,34 +177,36 @@ class StepModel(nn.Module):
         self,
         tokens: torch.Tensor,
         positions: torch.Tensor,
-        pot_k: torch.Tensor,
-        pot_v: torch.Tensor,
-        pot_positions: torch.Tensor,
         pot_mask: torch.Tensor,
+        pot_k: Sequence[torch.Tensor],
+        pot_v: Sequence[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """All rows: normed hidden states [C, hidden] plus k_new, v_new, pot_attention, q_probe."""
         c = tokens.shape[0]
-        pot_mask = pot_mask.to(torch.bool)
-        rope_chunk, rope_pot = self._rope(positions), self._rope(pot_positions)
+        groups = self.g.heads // self.g.kv_heads
+        rope_chunk = self._rope(positions)
         idx = torch.arange(c, device=tokens.device)
-        causal = idx.unsqueeze(0) <= idx.unsqueeze(1)  # [C, C] row sees columns up to itself
-        allowed = torch.cat((pot_mask.unsqueeze(0).expand(c, -1), causal), dim=1)
-        bias = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(~allowed, float("-inf"))
+        causal = (idx.unsqueeze(0) <= idx.unsqueeze(1)).repeat(groups, 1)  # [G*C, C] row sees up to itself
+        causal_bias = torch.zeros(causal.shape, dtype=torch.float32).masked_fill(~causal, float("-inf"))
+        pot_bias = torch.zeros(pot_mask.shape, dtype=torch.float32).masked_fill(
+            pot_mask == 0, float("-inf")
+        )
 
         h = self.model.embed_tokens(tokens)
         ks, vs, qs = [], [], []
-        pot_attention = torch.zeros(c, pot_k.shape[2], dtype=torch.float32)
+        pot_attention = torch.zeros(c, pot_mask.shape[0], dtype=torch.float32)
         for i, block in enumerate(self.model.layers):
             attn_out, k, v, pot_probs, q = block.self_attn(
-                block.input_layernorm(h), rope_chunk, rope_pot, pot_k[i], pot_v[i], bias
+                block.input_layernorm(h), rope_chunk, pot_k[i], pot_v[i], pot_bias, causal_bias
             )
             h = h + attn_out
             h = h + block.mlp(block.post_attention_layernorm(h))
             ks.append(k)
             vs.append(v)
             if i in self.probe_layers:  # a Python decision: layers without signal heads cost nothing
-                pot_attention = pot_attention + (pot_probs * self.signal_weights[i].view(-1, 1, 1)).sum(0)
-            if i in self.probe_layers:
+                for layer, head in self.signal_heads:
+                    if layer == i:
+                        pot_attention = pot_attention + pot_probs[head]
                 qs.append(q)
         k_new = torch.stack(ks).to(self.kv_dtype)
         v_new = torch.stack(vs).to(self.kv_dtype)
@@ -211,30 +216,53 @@ class StepModel(nn.Module):
         self,
         tokens: torch.Tensor,
         positions: torch.Tensor,
-        pot_k: torch.Tensor,
-        pot_v: torch.Tensor,
-        pot_positions: torch.Tensor,
         pot_mask: torch.Tensor,
         last_index: torch.Tensor,
+        *pot: torch.Tensor,  # the layers' keys, then the layers' values (input_names)
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        layers = self.g.layers
         hidden, k_new, v_new, pot_attention, q_probe = self.run(
-            tokens, positions, pot_k, pot_v, pot_positions, pot_mask
+            tokens, positions, pot_mask, pot[:layers], pot[layers:]
         )
         logits = self.lm_head(hidden.index_select(0, last_index))[0]
         return logits, k_new, v_new, pot_attention, q_probe
 
+    def call(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        pot_k: torch.Tensor,  # [L, Hkv, P, D]
+        pot_v: torch.Tensor,
+        pot_mask: torch.Tensor,
+        last_index: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """forward() with the pot as two whole tensors (eager use: engines, calibration, tests)."""
+        return self(tokens, positions, pot_mask, last_index, *pot_k.unbind(0), *pot_v.unbind(0))
+
+    def no_pot(self) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """run()'s pot arguments for a pot with nothing in it (one masked slot): the mask, keys, values."""
+        _, _, mask, _, *kv = self.example_inputs(1, 1)
+        return mask, kv[: self.g.layers], kv[self.g.layers :]
+
     def example_inputs(self, chunk: int, pot: int) -> tuple[torch.Tensor, ...]:
+        """Inputs in the program's order (input_names): what export traces with."""
         g = self.g
+        kv = [torch.zeros(g.kv_heads, pot, g.head_dim, dtype=self.kv_dtype) for _ in range(2 * g.layers)]
         return (
             torch.zeros(chunk, dtype=torch.long),
             torch.arange(chunk, dtype=torch.long),
-            torch.zeros(g.layers, g.kv_heads, pot, g.head_dim, dtype=self.kv_dtype),
-            torch.zeros(g.layers, g.kv_heads, pot, g.head_dim, dtype=self.kv_dtype),
-            torch.zeros(pot, dtype=torch.long),
             torch.zeros(pot, dtype=torch.uint8),
             torch.zeros(1, dtype=torch.long),
+            *kv,
         )
 
 
-INPUT_NAMES = ("tokens", "positions", "pot_k", "pot_v", "pot_positions", "pot_mask", "last_index")
+def input_names(layers: int) -> tuple[str, ...]:
+    """The step program's inputs in order: the chunk, the mask, then one pot tensor per layer."""
+    keys = tuple(f"pot_k_{i}" for i in range(layers))
+    values = tuple(f"pot_v_{i}" for i in range(layers))
+    return (*CHUNK_INPUTS, *keys, *values)
+
+
+CHUNK_INPUTS = ("tokens", "positions", "pot_mask", "last_index")
 OUTPUT_NAMES = ("logits", "k_new", "v_new", "pot_attention", "q_probe")

@@ -47,7 +47,9 @@ def next_token(llm: llama_cpp.Llama) -> int:
     return int(np.argmax(logits))
 
 
-def run_prompt(llm: llama_cpp.Llama, prompt_ids: list[int], max_new: int) -> dict[str, Any]:
+def run_prompt(
+    llm: llama_cpp.Llama, prompt_ids: list[int], max_new: int, ignore_eos: bool = False
+) -> dict[str, Any]:
     vocab = llm._model.vocab
     llm.reset()  # n_tokens = 0, so the next eval drops the whole KV cache
     t0 = time.perf_counter()
@@ -57,7 +59,7 @@ def run_prompt(llm: llama_cpp.Llama, prompt_ids: list[int], max_new: int) -> dic
     out: list[int] = []
     steps = 0
     t1 = time.perf_counter()
-    while not llama_cpp.llama_vocab_is_eog(vocab, tok):
+    while ignore_eos or not llama_cpp.llama_vocab_is_eog(vocab, tok):
         out.append(tok)
         if len(out) >= max_new:
             break
@@ -85,6 +87,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=8192)
     ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument(
+        "--ignore-eos", action="store_true", help="decode --max-new-tokens whatever comes (speed)"
+    )
     args = ap.parse_args()
 
     llm = llama_cpp.Llama(
@@ -108,7 +113,7 @@ def main() -> None:
             if len(ids) + args.max_new_tokens > args.n_ctx:
                 rec["skipped"] = "exceeds n_ctx"
             else:
-                rec.update(run_prompt(llm, ids, args.max_new_tokens))
+                rec.update(run_prompt(llm, ids, args.max_new_tokens, args.ignore_eos))
                 if "answer" in item:
                     rec["correct"] = str(item["answer"]) in rec["answer_text"]
             rec["peak_rss_bytes"] = peak_rss_bytes()

@@ -84,7 +84,6 @@ def decode_logits(call: Any, g: Any, pot: int, kv_dtype: np.dtype, ids: list[int
                 positions=np.array([i]),
                 pot_k=k,
                 pot_v=v,
-                pot_positions=np.arange(pot, dtype=np.int64),
                 pot_mask=mask,
                 last_index=np.array([0]),
             )
@@ -127,7 +126,6 @@ def speed(bundle_dir: Path, tokenizer: Any, repeats: int) -> dict[str, float]:
     base = dict(
         pot_k=rng.standard_normal(shape).astype(kv),
         pot_v=rng.standard_normal(shape).astype(kv),
-        pot_positions=np.arange(pot, dtype=np.int64),
         pot_mask=np.arange(pot) < pot // 2,
     )
     prefill = StepInputs(

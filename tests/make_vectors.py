@@ -84,6 +84,8 @@ def write_bundle(out: Path) -> dict[str, Any]:
             "probe_layers": [0, 1],
             "inputs": [],
             "outputs": [],
+            "keys": "rotated",
+            "rope_inv_freq": [1.0, 0.01],
         },
         "quantization": {"weights": "float32", "activations": "float32"},
         "programs": {"executorch": {"file": "program.bin", "methods": {"prefill": 16, "decode": 1}}},
@@ -110,7 +112,7 @@ def bad_manifests(good: dict[str, Any]) -> list[dict[str, Any]]:
 
     sha = good["files"]["program.bin"]["sha256"]
     return [
-        {"name": "other version", "error": "version", "manifest": edit(["version"], 2)},
+        {"name": "other version", "error": "version", "manifest": edit(["version"], good["version"] + 1)},
         {"name": "not a bundle", "error": "format", "manifest": edit(["format"], "something")},
         {"name": "no geometry", "error": "field", "manifest": edit(["model", "geometry"], None, True)},
         {"name": "no pot", "error": "field", "manifest": edit(["step", "pot"], None, True)},

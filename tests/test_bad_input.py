@@ -154,7 +154,7 @@ def test_manifest_shapes_that_disagree_with_the_program_are_refused(bundle_copy,
     from acre.runtime.engines import open_engine
 
     edit_manifest(bundle_copy, lambda m: m["step"].update(pot=m["step"]["pot"] * 2))
-    with pytest.raises(BundleError, match="pot_k has shape .* manifest and program disagree"):
+    with pytest.raises(BundleError, match="pot_mask has shape .* manifest and program disagree"):
         open_engine(Bundle.open(bundle_copy), engine)
 
 
@@ -164,6 +164,7 @@ def test_manifest_geometry_that_disagrees_with_the_program_is_refused(bundle_cop
     edit_manifest(
         bundle_copy, lambda m: m["model"]["geometry"].update(head_dim=m["model"]["geometry"]["head_dim"] * 2)
     )
+    edit_manifest(bundle_copy, lambda m: m["step"].update(rope_inv_freq=m["step"]["rope_inv_freq"] * 2))
     with pytest.raises(BundleError, match="manifest and program disagree"):
         open_engine(Bundle.open(bundle_copy), "executorch")
 

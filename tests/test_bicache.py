@@ -59,12 +59,12 @@ def session(lexical_bundle):
 class Recorder:
     """Wraps an engine and remembers the largest position and pot buffer addresses it was given."""
 
-    def __init__(self, engine):
-        self.engine, self.name = engine, engine.name
+    def __init__(self, engine, pot):
+        self.engine, self.name, self.pot = engine, engine.name, pot
         self.max_position, self.buffers = 0, set()
 
     def step(self, inputs):
-        visible = inputs.pot_positions[inputs.pot_mask]
+        visible = self.pot.positions[inputs.pot_mask]
         self.max_position = max(self.max_position, int(inputs.positions.max()), int(visible.max(initial=0)))
         self.buffers.add((inputs.pot_k.ctypes.data, inputs.pot_v.ctypes.data))
         return self.engine.step(inputs)
@@ -82,7 +82,7 @@ def test_the_span_holding_an_injected_sequence_is_refilled(session, depth):
 
 
 def test_document_longer_than_the_window_never_shows_an_unseen_position(session):
-    recorder = Recorder(session.engine)
+    recorder = Recorder(session.engine, session.pot)
     session.engine = recorder
     n = session.ingest_ids(filler(3000))  # the tiny model's window is 1024
     list(session.generate([7, 8, 9], max_new_tokens=5))
@@ -91,7 +91,7 @@ def test_document_longer_than_the_window_never_shows_an_unseen_position(session)
 
 
 def test_pot_buffers_are_never_reallocated(session):
-    recorder = Recorder(session.engine)
+    recorder = Recorder(session.engine, session.pot)
     session.engine = recorder
     before = (session.pot.k.ctypes.data, session.pot.v.ctypes.data)
     session.ingest_ids(document(2000, 0.3))
@@ -180,17 +180,17 @@ def test_each_ablation_changes_only_its_part_and_still_answers(lexical_bundle, s
 class ReencodeRecorder:
     """Remembers, for every step, the positions of the visible pot slots and of the chunk rows."""
 
-    def __init__(self, engine):
-        self.engine, self.name, self.calls = engine, engine.name, []
+    def __init__(self, engine, pot):
+        self.engine, self.name, self.calls, self.pot = engine, engine.name, [], pot
 
     def step(self, inputs):
-        self.calls.append((inputs.pot_positions[inputs.pot_mask].copy(), inputs.positions.copy()))
+        self.calls.append((self.pot.positions[inputs.pot_mask].copy(), inputs.positions.copy()))
         return self.engine.step(inputs)
 
 
 def test_re_encoding_shows_each_refilled_token_once_at_its_own_place_and_never_the_question(session):
     session.ingest_ids(document(2000, 0.5))
-    recorder = ReencodeRecorder(session.engine)
+    recorder = ReencodeRecorder(session.engine, session.pot)
     session.engine = recorder
     question = NEEDLE + [5, 6]
     list(session.generate(question, max_new_tokens=1))
@@ -244,3 +244,16 @@ def test_a_lexical_outlier_is_not_outvoted_by_bm25_spread_over_every_span():
     chosen = choose_spans(combine_scores(attention, index_z, lexical), 6, 0.9, 2, 1)
     assert needle in chosen and chosen == sorted(chosen)
     assert np.all(standardised(np.full(7, 3.0)) == 0)  # constant scores carry no signal, no NaN
+
+
+def test_l2_keeps_kv_only_when_the_refill_reads_them(lexical_bundle, tmp_path):
+    reencode = Session(lexical_bundle, engine="torch")
+    reuse = Session(lexical_bundle, engine="torch", refill_mode="reuse")
+    ids = document(1500, 0.5)
+    reencode.ingest_ids(ids, store=tmp_path / "ids-only")
+    reuse.ingest_ids(ids, store=tmp_path / "with-kv")
+    assert reencode.store.meta.codec == "none" and reuse.store.meta.codec == "float16"
+    per_token = reencode.store.disk_bytes / len(ids)
+    assert per_token < reuse.store.disk_bytes / len(ids) / 10
+    for s in (reencode, reuse):  # both answer from their refills
+        assert list(s.generate(NEEDLE + [5, 6], max_new_tokens=2)) and s.last.spans

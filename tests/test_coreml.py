@@ -13,7 +13,7 @@ import pytest
 from acre.bundle import MANIFEST, Bundle
 from acre.errors import BundleError
 from acre.exporter.coreml import dequantized_weights, validate_coreml
-from acre.step import INPUT_NAMES, OUTPUT_NAMES
+from acre.step import OUTPUT_NAMES, input_names
 from tests.conftest import TINY_CHUNK, TINY_POT, make_tiny_model, make_tokenizer
 
 ct = pytest.importorskip("coremltools", reason="coremltools is not installed: pip install 'acre[ios]'")
@@ -95,9 +95,7 @@ def test_each_function_has_the_step_signature(ios_bundle, function, rows):
     want = {
         "tokens": ((rows,), INT32),
         "positions": ((rows,), INT32),
-        "pot_k": ((L, hkv, P, d), FP32),
-        "pot_v": ((L, hkv, P, d), FP32),
-        "pot_positions": ((P,), INT32),
+        **{f"pot_{kv}_{i}": ((hkv, P, d), FP32) for kv in "kv" for i in range(L)},
         "pot_mask": ((P,), INT32),
         "last_index": ((1,), INT32),
         "logits": ((g["vocab"],), FP32),
@@ -106,7 +104,7 @@ def test_each_function_has_the_step_signature(ios_bundle, function, rows):
         "pot_attention": ((rows, P), FP32),
         "q_probe": ((probes, h, rows, d), FP32),
     }
-    assert [f.name for f in fn.input] == list(INPUT_NAMES)
+    assert [f.name for f in fn.input] == list(input_names(L))
     assert [f.name for f in fn.output] == list(OUTPUT_NAMES)
     for feature in [*fn.input, *fn.output]:
         array = feature.type.multiArrayType
@@ -153,7 +151,7 @@ def test_norm_and_rope_compute_in_fp32(ios_bundle):
         kinds.setdefault(op.type, []).append(op.outputs[0].type.tensorType.dataType)
     layers = Bundle.open(ios_bundle).geometry.layers
     assert len(kinds["pow"]) == len(kinds["rsqrt"]) == 2 * layers + 1
-    assert len(kinds["sin"]) == len(kinds["cos"]) == 2
+    assert len(kinds["sin"]) == len(kinds["cos"]) == 1  # the chunk's RoPE; pot keys come rotated
     for op_type in ("pow", "reduce_mean", "rsqrt", "sin", "cos"):
         assert set(kinds[op_type]) == {fp32}, op_type
     assert set(kinds["linear"]) == {fp16} and set(kinds["softmax"]) == {fp16}  # the rest is fp16

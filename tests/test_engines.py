@@ -51,7 +51,6 @@ def test_exported_programs_match_the_eager_module(tiny_bundle, engine, chunk):
         positions=np.arange(300, 300 + chunk),
         pot_k=rng.standard_normal(shape, dtype=np.float32),
         pot_v=rng.standard_normal(shape, dtype=np.float32),
-        pot_positions=rng.permutation(pot).astype(np.int64),
         pot_mask=mask,
         last_index=np.array([chunk - 1]),
     )

@@ -162,3 +162,18 @@ def test_the_representatives_are_one_array_the_index_can_view_without_a_copy(tmp
     store.close()
     reopened = SpanStore.open(tmp_path / "doc")
     assert np.array_equal(reopened.reps, store.reps)
+
+
+def test_a_store_without_kv_keeps_ids_and_index_and_refuses_kv_reads(tmp_path):
+    """Codec none (the default with re-encoding refill): records hold ids and representatives only,
+    a tenth of a float16 record here, and asking it for K/V is a clear error, not zeros."""
+    store = SpanStore.create(tmp_path / "none", meta("none"))
+    ids, _, _ = fill(store, 3 * S + 3)
+    with_kv = meta("float16")
+    assert store.meta.record_bytes < with_kv.record_bytes / 4
+    assert store.disk_bytes == 4 * store.meta.record_bytes
+    assert np.array_equal(store.read_tokens(2)[1], ids[2 * S : 3 * S])
+    with pytest.raises(StoreError, match="keeps no K/V"):
+        store.read(0)
+    reopened = SpanStore.open(tmp_path / "none")
+    assert reopened.span_count == 4 and np.array_equal(reopened.reps, store.reps)

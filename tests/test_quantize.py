@@ -36,7 +36,6 @@ def random_inputs(bundle: Bundle, chunk: int, seed: int = 0) -> StepInputs:
         positions=np.arange(300, 300 + chunk),
         pot_k=rng.standard_normal(shape, dtype=np.float32),
         pot_v=rng.standard_normal(shape, dtype=np.float32),
-        pot_positions=rng.permutation(pot).astype(np.int64),
         pot_mask=(rng.random(pot) < 0.5).astype(np.uint8),
         last_index=np.array([chunk - 1]),
     )

@@ -83,7 +83,6 @@ def test_executorch_logits_match_eager_on_the_real_model(bundle):
         positions=np.arange(200, 200 + b.chunk),
         pot_k=rng.standard_normal(shape, dtype=np.float32),
         pot_v=rng.standard_normal(shape, dtype=np.float32),
-        pot_positions=np.arange(b.pot),
         pot_mask=rng.random(b.pot) < 0.3,
         last_index=np.array([b.chunk - 1]),
     )

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from acre.geometry import Geometry
+from acre.runtime.pot import Pot
 from acre.step import StepModel
 
 TOL = 1e-4  # fp32 logits; the whole-model difference measured here is ~1e-6
 
 
-def empty_pot(step: StepModel, slots: int):
-    return step.example_inputs(1, slots)[2:6]
+def empty_pot(step: StepModel, slots: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mask [P], keys and values [L, Hkv, P, D] of an empty pot."""
+    _, _, mask, _, *kv = step.example_inputs(1, slots)
+    return mask, torch.stack(kv[: step.g.layers]), torch.stack(kv[step.g.layers :])
+
+
+def run(step: StepModel, ids, positions, mask, pot_k, pot_v):
+    return step.run(ids, positions, mask, pot_k.unbind(0), pot_v.unbind(0))
 
 
 def all_logits(step: StepModel, ids: torch.Tensor) -> torch.Tensor:
-    hidden, *_ = step.run(ids, torch.arange(len(ids)), *empty_pot(step, 4))
+    hidden, *_ = step.run(ids, torch.arange(len(ids)), *step.no_pot())
     return step.lm_head(hidden)
 
 
@@ -41,15 +50,15 @@ def test_logits_match_transformers(models, ids):
 def chunked_logits(step: StepModel, ids: torch.Tensor, chunk: int = 16, shift: int = 0) -> torch.Tensor:
     """Prefill `ids` chunk by chunk, each chunk over the pot holding all earlier tokens.
     `shift` displaces the positions of every chunk after the first (a simulated off-by-one bug)."""
-    pot_k, pot_v, pot_pos, pot_mask = (t.clone() for t in empty_pot(step, 64))
+    pot_mask, pot_k, pot_v = empty_pot(step, 64)
     rows = []
     for start in range(0, len(ids), chunk):
         piece = ids[start : start + chunk]
         slots = torch.arange(start, start + len(piece))  # slot i holds token i
         pos = slots + (shift if start else 0)
-        hidden, k, v, attention, _ = step.run(piece, pos, pot_k, pot_v, pot_pos, pot_mask)
+        hidden, k, v, attention, _ = run(step, piece, pos, pot_mask, pot_k, pot_v)
         rows.append(step.lm_head(hidden))
-        pot_k[:, :, slots], pot_v[:, :, slots], pot_pos[slots], pot_mask[slots] = k, v, pos, True
+        pot_k[:, :, slots], pot_v[:, :, slots], pot_mask[slots] = k, v, 1  # keys come rotated at pos
         # each head's attention sums to 1 over pot + chunk, so the pot part is bounded by the head count
         bound = len(step.signal_heads)
         assert attention.shape == (len(piece), 64) and (attention <= bound + 1e-4).all()
@@ -65,11 +74,63 @@ def test_chunked_prefill_over_the_pot_matches_one_pass(models, ids):
 @torch.no_grad()
 def test_pot_slots_outside_the_mask_are_ignored(models, ids):
     _, step = models
-    pot_k, pot_v, pot_pos, pot_mask = empty_pot(step, 8)
+    pot_mask, pot_k, pot_v = empty_pot(step, 8)
     noisy_k, noisy_v = torch.randn_like(pot_k) * 10, torch.randn_like(pot_v) * 10
-    clean = step.run(ids, torch.arange(len(ids)), pot_k, pot_v, pot_pos, pot_mask)[0]
-    noisy = step.run(ids, torch.arange(len(ids)), noisy_k, noisy_v, pot_pos, pot_mask)[0]
+    clean = run(step, ids, torch.arange(len(ids)), pot_mask, pot_k, pot_v)[0]
+    noisy = run(step, ids, torch.arange(len(ids)), pot_mask, noisy_k, noisy_v)[0]
     assert torch.equal(clean, noisy)
+
+
+def pot_after(step: StepModel, ids: torch.Tensor, start: int) -> Pot:
+    """A host pot holding `ids` at positions start.. (their keys as the program returned them)."""
+    pot = Pot(step.g, 64, step.inv_freq.numpy())
+    _, k, v, _, _ = run(step, ids, torch.arange(start, start + len(ids)), *empty_pot(step, 1))
+    slots = np.arange(len(ids))
+    pot.write(slots, k.numpy(), v.numpy(), start + slots, kind=1)
+    return pot
+
+
+@torch.no_grad()
+def test_moving_slots_re_rotates_their_keys(models, ids):
+    """Keys written at positions 100.. and moved to 0.. equal keys computed at 0.. from the start;
+    a pot that changed positions without re-rotating (the old un-rotated convention) is far off."""
+    _, step = models
+    moved, direct = pot_after(step, ids[:20], 100), pot_after(step, ids[:20], 0)
+    stale_k = moved.k.copy()
+    moved.move(np.arange(20), np.arange(20))
+    assert np.abs(moved.k[:, :, :20] - direct.k[:, :, :20]).max() < 1e-4
+    assert np.abs(stale_k[:, :, :20] - direct.k[:, :, :20]).max() > 100 * 1e-4
+    assert (
+        np.abs(moved.unrotated([0, 1], np.arange(20)) - direct.unrotated([0, 1], np.arange(20))).max() < 1e-4
+    )
+
+
+@torch.no_grad()
+def test_a_moved_pot_gives_the_answers_of_one_pass(models, ids):
+    """Prefix ingested at far positions, moved into place, then the rest attends to it: one pass."""
+    _, step = models
+    pot = pot_after(step, ids[:24], 700)
+    pot.move(np.arange(24), np.arange(24))
+    mask = torch.from_numpy(pot.mask.astype(np.uint8))
+    hidden, *_ = run(
+        step, ids[24:], torch.arange(24, len(ids)), mask, torch.from_numpy(pot.k), torch.from_numpy(pot.v)
+    )
+    assert (step.lm_head(hidden) - all_logits(step, ids)[24:]).abs().max() < TOL
+
+
+def test_float16_keys_moved_many_times_keep_their_direction():
+    """The fp16 pot rounds each re-rotation; 200 moves back and forth stay within fp16 noise."""
+    g = Geometry(2, 4, 2, 64, 128, 256, 100, 10000.0, 1e-5, 4096)
+    inv_freq = 1.0 / (10000.0 ** (np.arange(0, 64, 2) / 64))
+    pot = Pot(g, 8, inv_freq, dtype="float16")
+    rng = np.random.default_rng(0)
+    keys = rng.standard_normal((2, 2, 8, 64)).astype(np.float16)
+    pot.write(np.arange(8), keys, keys, np.zeros(8, dtype=np.int64), kind=1)
+    for i in range(200):
+        pot.move(np.arange(8), np.full(8, 1 + (i * 37) % 3000))
+    pot.move(np.arange(8), np.zeros(8, dtype=np.int64))
+    err = np.abs(pot.k.astype(np.float32) - keys.astype(np.float32)).max()
+    assert 0 < err < 0.05
 
 
 # The parity tolerance is only meaningful if the usual implementation mistakes break it.

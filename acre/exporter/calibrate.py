@@ -104,7 +104,7 @@ def head_ranks(step: StepModel, doc: list[int], question: list[int], target: int
     A span's score is the best dot product of any question query with any of its un-rotated keys."""
     g = step.g
     ids = torch.tensor(doc + question)
-    pot = step.example_inputs(1, 1)[2:6]
+    pot = step.no_pot()
     # probe every layer's queries for this measurement
     saved = step.probe_layers
     step.probe_layers = list(range(g.layers))

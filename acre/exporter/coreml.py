@@ -1,13 +1,14 @@
 """The Core ML target (`acre-export --target ios`): one multifunction ML program `model.mlpackage`.
 
 Functions `prefill` (C rows, the default) and `decode` (1 row) share one weight file; both have the
-step signature of `acre.step` over a pot of P slots. The runtime keeps owning the pot: K/V, positions
-and the mask are inputs, the chunk's K/V are outputs, nothing is Core ML state (docs/coreml.md says
-why). Built for iOS 18 (multifunction and blockwise weight compression need it), fp16 compute with
-two fp32 islands (RMSNorm's sum of squares and the RoPE angles, which overflow or lose whole radians
-in fp16), weights linear-quantized to int8 per output channel.
+step signature of `acre.step` over a pot of P slots. The runtime keeps owning the pot: each layer's
+K/V (keys rotated at their positions) and the mask are inputs, the chunk's K/V are outputs, nothing
+is Core ML state (docs/coreml.md says why). Built for iOS 18 (multifunction and blockwise weight
+compression need it), fp16 compute with two fp32 islands (RMSNorm's sum of squares and the RoPE
+angles, which overflow or lose whole radians in fp16), weights linear-quantized to int8 per output
+channel.
 
-Core ML has no int64, bool or uint8 I/O, so the integer inputs (`tokens`, `positions`, `pot_positions`,
+Core ML has no int64, bool or uint8 I/O, so the integer inputs (`tokens`, `positions`,
 `last_index`) are int32 and `pot_mask` is int32 0/1; the program entry lists every I/O dtype.
 
 Prediction needs macOS/iOS. On Linux `validate_coreml` checks the saved package structurally against
@@ -31,7 +32,7 @@ import torch
 from acre.bundle import MANIFEST, Bundle
 from acre.errors import BundleError, EngineError
 from acre.geometry import Geometry
-from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
+from acre.step import OUTPUT_NAMES, StepModel, input_names
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +75,10 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def io_dtypes(kv_dtype: str) -> dict[str, str]:
+def io_dtypes(kv_dtype: str, layers: int) -> dict[str, str]:
     """Core ML dtype of every input and output of the step signature, for a bundle's kv_dtype."""
-    inputs = {
-        "tokens": "int32",
-        "positions": "int32",
-        "pot_k": kv_dtype,
-        "pot_v": kv_dtype,
-        "pot_positions": "int32",
-        "pot_mask": "int32",
-        "last_index": "int32",
-    }
+    chunk = {"tokens": "int32", "positions": "int32", "pot_mask": "int32", "last_index": "int32"}
+    inputs = {name: chunk.get(name, kv_dtype) for name in input_names(layers)}
     outputs = {
         "logits": "float32",
         "k_new": kv_dtype,
@@ -97,16 +91,10 @@ def io_dtypes(kv_dtype: str) -> dict[str, str]:
 
 def signature_shapes(g: Geometry, pot: int, probe_layers: list[int], rows: int) -> dict[str, tuple[int, ...]]:
     """Shape of every input and output of the step program for `rows` chunk rows (docs/bundle.md)."""
-    kv = (g.layers, g.kv_heads, pot, g.head_dim)
     new = (g.layers, g.kv_heads, rows, g.head_dim)
+    chunk = {"tokens": (rows,), "positions": (rows,), "pot_mask": (pot,), "last_index": (1,)}
     return {
-        "tokens": (rows,),
-        "positions": (rows,),
-        "pot_k": kv,
-        "pot_v": kv,
-        "pot_positions": (pot,),
-        "pot_mask": (pot,),
-        "last_index": (1,),
+        **{name: chunk.get(name, (g.kv_heads, pot, g.head_dim)) for name in input_names(g.layers)},
         "logits": (g.vocab,),
         "k_new": new,
         "v_new": new,
@@ -123,11 +111,11 @@ class _Fp32Islands:
     multiplies integer positions by frequencies up to 1: an angle near 1,000 rad has an fp16 spacing
     of 0.5, so sin/cos would be off by up to a quarter radian. The selector runs over the ops in
     order; an op stays fp32 if it is a `pow` or reads a value derived (through ops kept fp32) from
-    `positions` / `pot_positions` or from a `pow`. The derivation stops at rsqrt, sin and cos, whose
+    `positions` or from a `pow`. The derivation stops at rsqrt, sin and cos, whose
     outputs are safe in fp16. Everything else computes in fp16.
     """
 
-    SOURCES = frozenset({"positions", "pot_positions"})
+    SOURCES = frozenset({"positions"})
     STOP = frozenset({"rsqrt", "sin", "cos"})
 
     def __init__(self) -> None:
@@ -151,7 +139,7 @@ class _Fp32Islands:
 
 class _CoreMLStep(torch.nn.Module):
     """The step module with `pot_mask` taken as int32 0/1: Core ML arrays have no bool or uint8, and
-    coremltools' torch.export frontend has no uint8 inputs. The step gets a bool mask."""
+    coremltools' torch.export frontend has no uint8 inputs."""
 
     def __init__(self, step: StepModel) -> None:
         super().__init__()
@@ -161,27 +149,26 @@ class _CoreMLStep(torch.nn.Module):
         self,
         tokens: torch.Tensor,
         positions: torch.Tensor,
-        pot_k: torch.Tensor,
-        pot_v: torch.Tensor,
-        pot_positions: torch.Tensor,
         pot_mask: torch.Tensor,
         last_index: torch.Tensor,
+        *pot: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
-        return self.step(tokens, positions, pot_k, pot_v, pot_positions, pot_mask != 0, last_index)
+        return self.step(tokens, positions, pot_mask, last_index, *pot)
 
 
 def _convert(ct: Any, step: StepModel, rows: int, pot: int) -> Any:
     """One function (`rows` chunk rows) as a single-function ML program, fp16 with fp32 islands."""
     example = list(step.example_inputs(rows, pot))
-    example[INPUT_NAMES.index("pot_mask")] = torch.zeros(pot, dtype=torch.int32)
+    names = input_names(step.g.layers)
+    example[names.index("pot_mask")] = torch.zeros(pot, dtype=torch.int32)
     with torch.no_grad():
         program = torch.export.export(_CoreMLStep(step).eval(), tuple(example)).run_decompositions({})
     kv = _dtype_name(step.kv_dtype)
-    dtypes = io_dtypes(kv)
+    dtypes = io_dtypes(kv, step.g.layers)
     numpy_dtype = {"int32": np.int32, "float32": np.float32, "float16": np.float16}
     inputs = [
         ct.TensorType(name=name, shape=tuple(x.shape), dtype=numpy_dtype[dtypes[name]])
-        for name, x in zip(INPUT_NAMES, example, strict=True)
+        for name, x in zip(names, example, strict=True)
     ]
     outputs = [ct.TensorType(name=name, dtype=numpy_dtype[dtypes[name]]) for name in OUTPUT_NAMES]
     islands = _Fp32Islands()
@@ -316,7 +303,7 @@ def _export(ct: Any, step: StepModel, methods: dict[str, int], pot: int, out: Pa
         "deployment_target": DEPLOYMENT_TARGET,
         "compute_precision": COMPUTE_PRECISION,
         "fp32_islands": FP32_ISLANDS,
-        "io_dtypes": io_dtypes(_dtype_name(step.kv_dtype)),
+        "io_dtypes": io_dtypes(_dtype_name(step.kv_dtype), step.g.layers),
         "compression": {**COMPRESSION, **error},
         "coremltools_version": ct.__version__,
     }
@@ -327,7 +314,7 @@ def _export(ct: Any, step: StepModel, methods: dict[str, int], pot: int, out: Pa
             "pot": pot,
             "kv_dtype": _dtype_name(step.kv_dtype),
             "probe_layers": step.probe_layers,
-            "inputs": list(INPUT_NAMES),
+            "inputs": list(input_names(step.g.layers)),
             "outputs": list(OUTPUT_NAMES),
         },
         "programs": {ENGINE: entry},
@@ -414,7 +401,7 @@ def validate_coreml(
             f"default function {spec.description.defaultFunctionName!r}, manifest says {default!r}"
         )
 
-    expected_dtypes = io_dtypes(kv_dtype)
+    expected_dtypes = io_dtypes(kv_dtype, g.layers)
     if "io_dtypes" in program and program["io_dtypes"] != expected_dtypes:
         problems.append(
             f"manifest io_dtypes {program['io_dtypes']} are not the Core ML mapping {expected_dtypes}"
@@ -483,10 +470,8 @@ def validate_coreml(
                 problems.append(f"{name}: {op.type} op {op.outputs[0].name} does not compute in fp32")
             kept += 1
         fp32_kept[name] = kept
-        if types["sin"] != 2 or types["cos"] != 2:
-            problems.append(
-                f"{name}: {types['sin']} sin / {types['cos']} cos ops, RoPE of chunk and pot has 2"
-            )
+        if types["sin"] != 1 or types["cos"] != 1:  # the chunk's RoPE: pot keys come rotated
+            problems.append(f"{name}: {types['sin']} sin / {types['cos']} cos ops, the chunk's RoPE has 1")
         compressed[name] = types[COMPRESSED_WEIGHT_OP]
         if compression is not None and compressed[name] != compression.get("weights"):
             problems.append(

@@ -29,7 +29,7 @@ from acre.exporter.quantize import (
     quantize_step,
 )
 from acre.geometry import Geometry
-from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
+from acre.step import OUTPUT_NAMES, StepModel, input_names
 
 # user-facing target -> (engine name in the manifest, writer, program file)
 TARGETS = {
@@ -151,8 +151,12 @@ def export_bundle(
                 "kv_dtype": kv_dtype,
                 "signal_heads": [list(h) for h in step.signal_heads],
                 "probe_layers": step.probe_layers,
-                "inputs": list(INPUT_NAMES),
+                "inputs": list(input_names(g.layers)),
                 "outputs": list(OUTPUT_NAMES),
+                # keys arrive and leave rotated at their positions; a host that moves a slot
+                # re-rotates it by the change with these frequencies (acre/runtime/pot.py)
+                "keys": "rotated",
+                "rope_inv_freq": step.inv_freq.tolist(),
             },
             # per program: what each engine's weights are (details in programs.<engine>)
             "quantization": {

@@ -1,6 +1,6 @@
 """Trace the step module into each target's program file.
 
-Every target gets the same signature (`acre.step.INPUT_NAMES` -> `OUTPUT_NAMES`) with two entry
+Every target gets the same signature (`acre.step.input_names` -> `OUTPUT_NAMES`) with two entry
 points: `prefill` (C tokens) and `decode` (1 token), over a pot of P slots.
 """
 
@@ -13,16 +13,19 @@ from typing import Any
 import torch
 
 from acre.errors import EngineError
-from acre.step import INPUT_NAMES, OUTPUT_NAMES, StepModel
+from acre.step import OUTPUT_NAMES, StepModel, input_names
 
 log = logging.getLogger(__name__)
 
 
 def export_executorch(step: StepModel, chunk: int, pot: int, out: Path) -> dict[str, Any]:
-    """One .pte with methods `prefill` and `decode`, lowered to XNNPACK (weights are shared)."""
+    """One .pte with methods `prefill` and `decode`, lowered to XNNPACK (weights are shared).
+    Inputs are not memory-planned: the runtime hands its own pot buffers to the program, which
+    reads them where they are instead of copying them into planned memory on every call."""
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
+        from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
+        from executorch.exir.passes import MemoryPlanningPass
     except ImportError as exc:
         raise EngineError("executorch is not installed: pip install 'acre[android]'") from exc
     with torch.no_grad():
@@ -32,7 +35,8 @@ def export_executorch(step: StepModel, chunk: int, pot: int, out: Path) -> dict[
         }
     log.info("lowering to XNNPACK (minutes for a full model)")
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
-    out.write_bytes(edge.to_executorch().buffer)
+    config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False))
+    out.write_bytes(edge.to_executorch(config).buffer)
     return {"file": out.name, "methods": {"prefill": chunk, "decode": 1}, "backend": "xnnpack"}
 
 
@@ -42,17 +46,18 @@ def export_onnx(step: StepModel, chunk: int, pot: int, out: Path) -> dict[str, A
         import onnx  # noqa: F401
     except ImportError as exc:
         raise EngineError("onnx is not installed: pip install 'acre[onnx]'") from exc
-    chunk_dim = torch.export.Dim("chunk", min=1, max=max(chunk, 2))
-    dynamic = {name: None for name in INPUT_NAMES}
-    dynamic["tokens"] = {0: chunk_dim}
-    dynamic["positions"] = {0: chunk_dim}
+    # AUTO, not a Dim range: the symbolic shape checker cannot prove the GQA reshapes' stride
+    # guards over a declared range, though they hold for every size; decode (1 row) runs in it too
+    chunk_dim = torch.export.Dim.AUTO
+    # forward(tokens, positions, pot_mask, last_index, *pot): the pot tensors are one varargs entry.
+    # torch.export first: torch.onnx.export turns that entry's tuple of shapes into a list and refuses it.
+    dynamic = ({0: chunk_dim}, {0: chunk_dim}, None, None, (None,) * (2 * step.g.layers))
     with torch.no_grad():
+        traced = torch.export.export(step, step.example_inputs(chunk, pot), dynamic_shapes=dynamic)
         program = torch.onnx.export(
-            step,
-            step.example_inputs(chunk, pot),
-            input_names=list(INPUT_NAMES),
+            traced,
+            input_names=list(input_names(step.g.layers)),
             output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=dynamic,
             dynamo=True,
             external_data=False,
             verbose=False,

@@ -302,7 +302,7 @@ def _channel_peaks(
 
     handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
     try:
-        pot = step.example_inputs(1, 1)[2:6]
+        pot = step.no_pot()
         hidden, *_ = step.run(ids, torch.arange(len(ids)), *pot)
         step.lm_head(hidden)
     finally:

@@ -15,7 +15,7 @@ import torch
 
 from acre.bundle import Bundle
 from acre.errors import BundleError, EngineError
-from acre.step import INPUT_NAMES, StepModel
+from acre.step import StepModel, input_names
 
 ENGINES = ("torch", "executorch", "onnx")
 
@@ -24,17 +24,16 @@ ENGINES = ("torch", "executorch", "onnx")
 class StepInputs:
     tokens: np.ndarray  # [C] int64
     positions: np.ndarray  # [C] int64
-    pot_k: np.ndarray  # [L, Hkv, P, D]
+    pot_k: np.ndarray  # [L, Hkv, P, D], keys rotated at their slots' positions
     pot_v: np.ndarray
-    pot_positions: np.ndarray  # [P] int64
     pot_mask: np.ndarray  # [P] bool (the programs take it as uint8)
     last_index: np.ndarray  # [1] int64
 
     def as_tuple(self) -> tuple[np.ndarray, ...]:
-        values = [getattr(self, name) for name in INPUT_NAMES]
-        mask = INPUT_NAMES.index("pot_mask")
-        values[mask] = values[mask].view(np.uint8)  # same bytes, no copy
-        return tuple(values)
+        """The program's inputs in order (acre.step.input_names): each layer's pot as a view of the
+        runtime's buffers, the mask as uint8 over the same bytes; nothing is copied."""
+        mask = self.pot_mask.view(np.uint8)
+        return (self.tokens, self.positions, mask, self.last_index, *self.pot_k, *self.pot_v)
 
 
 @dataclass
@@ -59,15 +58,21 @@ class Engine(Protocol):
 
 
 def expected_input_shapes(bundle: Bundle, rows: int) -> list[tuple[int, ...]]:
-    """The step program's input shapes the manifest promises, in INPUT_NAMES order."""
+    """The step program's input shapes the manifest promises, in input_names order."""
     g, pot = bundle.geometry, bundle.pot
-    kv = (g.layers, g.kv_heads, pot, g.head_dim)
-    return [(rows,), (rows,), kv, kv, (pot,), (pot,), (1,)]
+    kv = (g.kv_heads, pot, g.head_dim)
+    return [(rows,), (rows,), (pot,), (1,), *[kv] * (2 * g.layers)]
 
 
 def check_input_shapes(bundle: Bundle, method: str, rows: int, actual: list[tuple[Any, ...]]) -> None:
     """Refuse a program whose inputs disagree with the manifest (dynamic dims, not ints, match any)."""
-    for name, want, have in zip(INPUT_NAMES, expected_input_shapes(bundle, rows), actual, strict=True):
+    names, shapes = input_names(bundle.geometry.layers), expected_input_shapes(bundle, rows)
+    if len(actual) != len(names):
+        raise BundleError(
+            f"{bundle.root}: the program's {method} takes {len(actual)} inputs, the manifest's step takes "
+            f"{len(names)}; manifest and program disagree (re-export the bundle)"
+        )
+    for name, want, have in zip(names, shapes, actual, strict=True):
         same = len(want) == len(have) and all(
             not isinstance(h, int) or h == w for w, h in zip(want, have, strict=True)
         )
@@ -168,12 +173,13 @@ class OnnxEngine:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(f"{path}: ONNX Runtime cannot load the program ({exc})") from exc
         shapes = [tuple(i.shape) for i in self.session.get_inputs()]
-        if [i.name for i in self.session.get_inputs()] != list(INPUT_NAMES):
-            raise BundleError(f"{path}: the program's inputs are not the step signature {INPUT_NAMES}")
+        self.names = input_names(bundle.geometry.layers)
+        if [i.name for i in self.session.get_inputs()] != list(self.names):
+            raise BundleError(f"{path}: the program's inputs are not the step signature of this bundle")
         check_input_shapes(bundle, "prefill/decode", bundle.chunk, shapes)
 
     def step(self, inputs: StepInputs) -> StepOutputs:
-        feeds = dict(zip(INPUT_NAMES, inputs.as_tuple(), strict=True))
+        feeds = dict(zip(self.names, inputs.as_tuple(), strict=True))
         return StepOutputs.from_arrays(self.session.run(None, feeds))
 
 

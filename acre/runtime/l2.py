@@ -5,7 +5,8 @@ A store is a directory:
     spans.bin    append-only, fixed-size records, one per span of S tokens:
                    header (magic, span number, token count, first token, crc32 of the record,
                    crc32 of its token ids alone, so they can be read and checked without the K/V) +
-                   token ids + K and V of every layer (fp16, or int8 with per-row scales) +
+                   token ids + K and V of every layer (fp16, or int8 with per-row scales; none
+                   with codec `none`, the default: refill re-encodes spans from their ids) +
                    representative keys of the probe layers (the span index entries)
     pot.npz      the pot as it stood after ingest, so a reopened document is asked without re-ingest,
                  and the document's token ids; when ingested from text also the text (UTF-8 bytes,
@@ -43,7 +44,7 @@ VERSION = 1
 MAGIC = b"ACRS"
 RESUME = "resume.npz"
 HEADER = struct.Struct("<4sIIQII")  # magic, span, n_tokens, start token, crc32 of all, crc32 of the token ids
-CODECS = ("float16", "int8")
+CODECS = ("none", "float16", "int8")  # none: ids and index only (what re-encoding refill reads)
 
 
 class StoreError(AcreError):
@@ -62,6 +63,10 @@ class StoreMeta:
     codec: str = "float16"
 
     @property
+    def keeps_kv(self) -> bool:
+        return self.codec != "none"
+
+    @property
     def kv_shape(self) -> tuple[int, int, int, int]:
         return (self.layers, self.kv_heads, self.span_tokens, self.head_dim)
 
@@ -71,11 +76,9 @@ class StoreMeta:
 
     def _layout(self) -> list[tuple[str, tuple[int, ...], str]]:
         kv_dtype = "int8" if self.codec == "int8" else "float16"
-        parts = [
-            ("tokens", (self.span_tokens,), "int32"),
-            ("k", self.kv_shape, kv_dtype),
-            ("v", self.kv_shape, kv_dtype),
-        ]
+        parts = [("tokens", (self.span_tokens,), "int32")]
+        if self.keeps_kv:
+            parts += [("k", self.kv_shape, kv_dtype), ("v", self.kv_shape, kv_dtype)]
         if self.codec == "int8":
             scale_shape = self.kv_shape[:3]
             parts += [("k_scale", scale_shape, "float16"), ("v_scale", scale_shape, "float16")]
@@ -271,7 +274,7 @@ class SpanStore:
             raise StoreError("only the last span of a document may be partial")
         parts: dict[str, np.ndarray] = {"tokens": np.zeros(meta.span_tokens, dtype=np.int32)}
         parts["tokens"][:n] = tokens
-        for name, x in (("k", k), ("v", v)):
+        for name, x in (("k", k), ("v", v)) if meta.keeps_kv else ():
             padded = np.zeros(meta.kv_shape, dtype=np.float32)
             padded[:, :, :n] = x
             parts[name], scale = _encode(meta, padded)
@@ -370,6 +373,11 @@ class SpanStore:
         return magic == MAGIC and zlib.crc32(raw[HEADER.size :], zlib.crc32(head)) == crc
 
     def read(self, span: int) -> Span:
+        if not self.meta.keeps_kv:
+            raise StoreError(
+                f"{self.path}: this store keeps no K/V (codec none); refill_mode reuse needs a store "
+                "ingested with codec float16 or int8"
+            )
         if not 0 <= span < self.span_count:
             raise StoreError(f"{self.path}: span {span} does not exist ({self.span_count} spans)")
         raw = self._record(span)

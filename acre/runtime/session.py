@@ -36,7 +36,7 @@ from acre.runtime.l2 import SpanBuffer, SpanStore, StoreError, StoreMeta
 from acre.runtime.lexical import LexicalIndex
 from acre.runtime.malloc import fix_mmap_threshold
 from acre.runtime.policies import CATALYST, Layout, make_policy
-from acre.runtime.pot import Pot, SlotKind
+from acre.runtime.pot import Pot, SlotKind, rotate
 from acre.runtime.sampling import sample
 from acre.runtime.selection import choose_spans, combine_scores, refill_placement
 from acre.runtime.sources import Source, SourceMap
@@ -102,7 +102,7 @@ class Session:
         policy: str = "acre",
         span_tokens: int = 64,
         reps: int = 8,
-        codec: str = "float16",
+        codec: str | None = None,
         checkpoint_tokens: int = 4096,
         **switches: bool,
     ) -> None:
@@ -114,6 +114,8 @@ class Session:
         self.engine = open_engine(self.bundle, engine) if isinstance(engine, str) else engine
         self.geometry = self.bundle.geometry
         self.chunk = self.bundle.chunk
+        # L2 keeps K/V only when the refill reads them back; re-encoding needs the ids alone
+        codec = codec or ("float16" if self.policy.refill_mode == "reuse" else "none")
         self.span_tokens, self.reps, self.codec = span_tokens, reps, codec
         self.checkpoint_tokens = checkpoint_tokens  # how often an ingest saves where it is, to resume
         self.resumed_from: int | None = None  # the token the last ingest resumed at, if it did
@@ -123,7 +125,7 @@ class Session:
         # tokens of the chat template: they match the document's template, not its text
         self.template_ids = set(self.tokenizer.encode(self.prefix + self.suffix, add_special_tokens=False))
         self.template_ids |= set(self.tokenizer.all_special_ids)
-        self.pot = Pot(self.geometry, self.bundle.pot, self.bundle.kv_dtype)
+        self.pot = Pot(self.geometry, self.bundle.pot, self.bundle.rope_inv_freq, self.bundle.kv_dtype)
         self.layout = Layout.plan(self.policy, self.pot.capacity, self.chunk, span_tokens)
         self.regions = self._regions()
         catalyst = self.tokenizer.encode(CATALYST, add_special_tokens=False) if self.policy.l1 else []
@@ -254,11 +256,13 @@ class Session:
         per_step = self.chunk - len(self.catalyst_ids)
         for start in range(begin, len(ids), per_step):
             piece = ids[start : start + per_step]
-            out = self._step(piece + self.catalyst_ids, self._compact())
+            position = self._compact()
+            out = self._step(piece + self.catalyst_ids, position)
             n = len(piece)
-            if buffer:
-                buffer.add(np.asarray(piece), out.k_new[:, :, :n], out.v_new[:, :, :n])
-            self._place(start, n, out, catalyst_rows=slice(n, n + len(self.catalyst_ids)))
+            if buffer:  # L2 keeps keys un-rotated (as at position 0): refills place them anywhere
+                keys = rotate(out.k_new[:, :, :n], -np.arange(position, position + n), self.pot.inv_freq)
+                buffer.add(np.asarray(piece), keys, out.v_new[:, :, :n])
+            self._place(start, n, position, out, catalyst_rows=slice(n, n + len(self.catalyst_ids)))
             if (
                 buffer
                 and start + n < len(ids)
@@ -401,15 +405,18 @@ class Session:
         self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
         return len(self.document_ids)
 
-    def _place(self, start: int, n: int, out: StepOutputs, catalyst_rows: slice) -> None:
-        """Put the chunk's K/V into the pot: sinks first, then the recent window; what leaves the
-        recent window is distilled into L1 (or dropped, for streaming)."""
+    def _place(self, start: int, n: int, position: int, out: StepOutputs, catalyst_rows: slice) -> None:
+        """Put the chunk's K/V (its rows at `position` on) into the pot: sinks first, then the recent
+        window; what leaves the recent window is distilled into L1 (or dropped, for streaming)."""
         token = np.arange(start, start + n)
+        at = np.arange(position, position + n)  # where the chunk's keys are rotated at
         k, v = out.k_new[:, :, :n], out.v_new[:, :, :n]
         to_sink = token < self.layout.sink
         if to_sink.any():
             slots = self.free_in(SlotKind.SINK)[: int(to_sink.sum())]
-            self.pot.write(slots, k[:, :, to_sink], v[:, :, to_sink], 0, SlotKind.SINK, token[to_sink])
+            self.pot.write(
+                slots, k[:, :, to_sink], v[:, :, to_sink], at[to_sink], SlotKind.SINK, token[to_sink]
+            )
         rest = ~to_sink
         need = int(rest.sum())
         free = self.free_in(SlotKind.RECENT)
@@ -421,7 +428,7 @@ class Session:
                 self._distil(leaving, importance)
             self.pot.clear(leaving)
             free = self.free_in(SlotKind.RECENT)
-        self.pot.write(free[:need], k[:, :, rest], v[:, :, rest], 0, SlotKind.RECENT, token[rest])
+        self.pot.write(free[:need], k[:, :, rest], v[:, :, rest], at[rest], SlotKind.RECENT, token[rest])
 
     def _distil(self, candidates: np.ndarray, attention: np.ndarray) -> None:
         """CCD: of the current L1 and the candidates, keep the most important in L1.
@@ -430,7 +437,7 @@ class Session:
         if not len(pool):
             return
         att = attention[pool] / max(float(attention[pool].max()), 1e-12)
-        keys = self.pot.k[self.probe_layers][:, :, pool].astype(np.float32)  # [Lp, Hkv, N, D]
+        keys = self.pot.unrotated(self.probe_layers, pool)  # [Lp, Hkv, N, D], free of positions
         vecs = keys.transpose(2, 0, 1, 3).reshape(len(pool), -1)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12
         sim = vecs @ vecs.T
@@ -444,7 +451,9 @@ class Session:
         moving = candidates[np.isin(candidates, keep)]
         slots = self.free_in(SlotKind.L1)[: len(moving)]
         p = self.pot
-        p.write(slots, p.k[:, :, moving], p.v[:, :, moving], 0, SlotKind.L1, p.token[moving].copy())
+        p.write(
+            slots, p.k[:, :, moving], p.v[:, :, moving], p.positions[moving], SlotKind.L1, p.token[moving]
+        )
 
     # ---- ask ----------------------------------------------------------------------------------
     def ask(
@@ -508,9 +517,11 @@ class Session:
         top_p: float = 1.0,
         seed: int | None = None,
         selection_ids: list[int] | None = None,
+        stop_at_eos: bool = True,
     ) -> Iterator[int]:
         """Stream answer token ids (stop tokens excluded) for already-tokenized question ids.
-        `selection_ids` (default: the question ids) are what spans are selected with."""
+        `selection_ids` (default: the question ids) are what spans are selected with; without
+        `stop_at_eos` it decodes max_new_tokens whatever comes (speed benchmarks)."""
         if not self.document_ids:
             raise InputError("no document ingested; call ingest() or open_document() first")
         self._check_ids(question_ids, "question")
@@ -539,7 +550,7 @@ class Session:
         rng = np.random.default_rng(seed)
         for _ in range(max_new_tokens):
             token = sample(logits, temperature, top_p, rng)
-            if token in self.stop_ids:
+            if stop_at_eos and token in self.stop_ids:
                 return
             yield token
             if not len(self.free_in(SlotKind.QUESTION)):
@@ -610,7 +621,7 @@ class Session:
         )
         shape = (*self.pot.k.shape[:2], len(slots), self.pot.k.shape[3])
         k, v = np.zeros(shape, dtype=self.pot.k.dtype), np.zeros(shape, dtype=self.pot.v.dtype)
-        if reuse:  # copy the stored activations of the tokens being refilled
+        if reuse:  # copy the stored activations of the tokens being refilled (keys as at position 0)
             for span in spans:
                 started = time.perf_counter()
                 read = store.read(span)
@@ -649,7 +660,7 @@ class Session:
         slots = self.slots_of(*DOCUMENT_KINDS)
         slots = slots[self.pot.mask[slots]]
         slots = slots[np.argsort(self.pot.token[slots], kind="stable")]
-        self.pot.positions[slots] = np.arange(len(slots))
+        self.pot.move(slots, np.arange(len(slots)))
         return len(slots)
 
     def _step(self, ids: list[int], start: int) -> StepOutputs:
@@ -668,7 +679,6 @@ class Session:
                 positions=positions,
                 pot_k=self.pot.k,
                 pot_v=self.pot.v,
-                pot_positions=self.pot.positions,
                 pot_mask=self.pot.mask,
                 last_index=np.array([len(ids) - 1], dtype=np.int64),
             )

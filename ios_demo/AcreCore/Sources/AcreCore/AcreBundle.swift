@@ -10,7 +10,7 @@ import Foundation
 /// finally every program has a checksum entry.
 public struct AcreBundle {
     public static let format = "acre-bundle"
-    public static let formatVersion = 1
+    public static let formatVersion = 2
     public static let manifestName = "manifest.json"
     public static let tokenizerDirName = "tokenizer"
 

@@ -25,7 +25,7 @@ import java.util.Map;
  */
 public final class Bundle {
     public static final String FORMAT = "acre-bundle";
-    public static final int VERSION = 1;
+    public static final int VERSION = 2;
     public static final String MANIFEST = "manifest.json";
     public static final String TOKENIZER_DIR = "tokenizer";
 

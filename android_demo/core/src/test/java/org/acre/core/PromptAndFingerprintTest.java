@@ -15,7 +15,7 @@ public class PromptAndFingerprintTest {
     public void fingerprintOfTheVectorBundle() {
         // python -c "from acre.bundle import Bundle; from acre.runtime.session import bundle_fingerprint;
         //            print(bundle_fingerprint(Bundle.open('tests/vectors/bundle')))"
-        assertEquals("5fd9da670678b76bf95f9615590b4e4cb83fbabab262caaa447a72954400c0b4",
+        assertEquals("2eb6bcae2fa19549ae86f226b4390c36bb8d9a5a9a3d8e5467711d310e9140d9",
                 Fingerprint.of(Bundle.open(Vectors.dir().resolve("bundle"))));
     }
 
