@@ -1,8 +1,9 @@
 """Engines: run the step program of a bundle, one small interface for every backend.
 
 `torch` runs the eager `StepModel` (the reference; weights come from the checkpoint the bundle was
-exported from), `executorch` runs `model.pte` through `executorch.runtime`, `onnx` runs `model.onnx`
-through onnxruntime. All take numpy inputs owned by the runtime and return numpy outputs.
+exported from), `executorch` runs `model.pte` through the native core (native/, ExecuTorch's C++
+runtime), `onnx` runs `model.onnx` through onnxruntime. All take numpy inputs owned by the runtime
+and return numpy outputs.
 """
 
 from __future__ import annotations
