@@ -79,6 +79,9 @@ typedef struct acre_buffer {
 /* Bytes of one element of a dtype (0 for ACRE_DTYPE_INVALID). */
 size_t acre_dtype_size(acre_dtype dtype);
 
+/* The dtype's name as the manifest and numpy spell it ("float32", ...; "invalid" for others). */
+const char *acre_dtype_name(acre_dtype dtype);
+
 /* ---- bundle ------------------------------------------------------------------------------ */
 
 /* Bundle format versions this core reads. 1: pot keys un-rotated, the pot as two [L, Hkv, P, D]

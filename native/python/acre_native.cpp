@@ -37,18 +37,6 @@ void check(acre_status status) {
   if (status != ACRE_OK) raise(status);
 }
 
-const char *dtype_text(acre_dtype dtype) {
-  switch (dtype) {
-    case ACRE_DTYPE_FLOAT32: return "float32";
-    case ACRE_DTYPE_FLOAT16: return "float16";
-    case ACRE_DTYPE_INT64: return "int64";
-    case ACRE_DTYPE_INT32: return "int32";
-    case ACRE_DTYPE_UINT8: return "uint8";
-    case ACRE_DTYPE_BOOL: return "bool";
-    default: return "invalid";
-  }
-}
-
 nb::dlpack::dtype dlpack_of(acre_dtype dtype) {
   using code = nb::dlpack::dtype_code;
   switch (dtype) {
@@ -141,7 +129,7 @@ struct Engine {
     for (const acre_tensor_info &info : infos(rows, output)) {
       nb::list dims;
       for (int32_t d = 0; d < info.rank; ++d) dims.append(info.dims[d]);
-      out.append(nb::make_tuple(info.name, dtype_text(info.dtype), nb::tuple(dims)));
+      out.append(nb::make_tuple(info.name, acre_dtype_name(info.dtype), nb::tuple(dims)));
     }
     return out;
   }
@@ -159,7 +147,7 @@ struct Engine {
     for (size_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i].dtype() != dlpack_of(in_info[i].dtype)) {
         const std::string message =
-            std::string("step input ") + in_info[i].name + " must be " + dtype_text(in_info[i].dtype);
+            std::string("step input ") + in_info[i].name + " must be " + acre_dtype_name(in_info[i].dtype);
         PyErr_SetString(nb::module_::import_("acre.errors").attr("InputError").ptr(), message.c_str());
         throw nb::python_error();
       }
@@ -205,7 +193,7 @@ NB_MODULE(_native, m) {
                      d["head_dim"] = g.head_dim, d["hidden"] = g.hidden, d["intermediate"] = g.intermediate;
                      d["vocab"] = g.vocab, d["window"] = g.window, d["rope_theta"] = g.rope_theta;
                      d["rms_eps"] = g.rms_eps, d["chunk"] = g.chunk, d["pot"] = g.pot;
-                     d["kv_dtype"] = dtype_text(g.kv_dtype);
+                     d["kv_dtype"] = acre_dtype_name(g.kv_dtype);
                      return d;
                    })
       .def("program_path", [](const Bundle &b, const std::string &engine) {

@@ -88,6 +88,18 @@ size_t acre_dtype_size(acre_dtype dtype) {
   }
 }
 
+const char *acre_dtype_name(acre_dtype dtype) {
+  switch (dtype) {
+    case ACRE_DTYPE_FLOAT32: return "float32";
+    case ACRE_DTYPE_FLOAT16: return "float16";
+    case ACRE_DTYPE_INT64: return "int64";
+    case ACRE_DTYPE_INT32: return "int32";
+    case ACRE_DTYPE_UINT8: return "uint8";
+    case ACRE_DTYPE_BOOL: return "bool";
+    default: return "invalid";
+  }
+}
+
 // ---- bundle
 
 acre_status acre_bundle_open(const char *dir, int verify_checksums, acre_bundle **out) {

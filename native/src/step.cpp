@@ -11,17 +11,7 @@ size_t TensorSpec::bytes() const {
   return n;
 }
 
-std::string dtype_name(acre_dtype dtype) {
-  switch (dtype) {
-    case ACRE_DTYPE_FLOAT32: return "float32";
-    case ACRE_DTYPE_FLOAT16: return "float16";
-    case ACRE_DTYPE_INT64: return "int64";
-    case ACRE_DTYPE_INT32: return "int32";
-    case ACRE_DTYPE_UINT8: return "uint8";
-    case ACRE_DTYPE_BOOL: return "bool";
-    default: return "invalid";
-  }
-}
+std::string dtype_name(acre_dtype dtype) { return acre_dtype_name(dtype); }
 
 std::string shape_text(const std::vector<int64_t> &dims) {
   std::ostringstream out;
