@@ -128,33 +128,23 @@ class ExecuTorchEngine:
         step = bundle.manifest["step"]
         self.input_names = [n["name"] if isinstance(n, dict) else n for n in step["inputs"]]
         self.output_names = [n["name"] if isinstance(n, dict) else n for n in step["outputs"]]
-        # each input is a StepInputs field, or one layer of one ("pot_k_3" is pot_k[3])
-        have = {f.name for f in fields(StepInputs)}
-        self.sources = [(n, None) if n in have else self._layer_of(n, have) for n in self.input_names]
-        unknown = [n for n, (field, _) in zip(self.input_names, self.sources, strict=True) if field is None]
-        unknown += [n for n in self.output_names if n not in {f.name for f in fields(StepOutputs)}]
+        # StepInputs.as_tuple gives the program's inputs in this order
+        if self.input_names != list(input_names(bundle.geometry.layers)):
+            raise BundleError(
+                f"{bundle.root}: the step's inputs {self.input_names} are not this acre's signature"
+            )
+        unknown = [n for n in self.output_names if n not in {f.name for f in fields(StepOutputs)}]
         if unknown:
-            raise BundleError(f"{bundle.root}: the step's {unknown} are not StepInputs/StepOutputs fields")
+            raise BundleError(f"{bundle.root}: the step's {unknown} are not StepOutputs fields")
         self.chunk = bundle.chunk
 
     def arrays(self, inputs: StepInputs) -> list[np.ndarray]:
         """The program's inputs in manifest order: views of the runtime's arrays, the mask as uint8."""
-        out = []
-        for field, layer in self.sources:
-            a = getattr(inputs, field) if layer is None else getattr(inputs, field)[layer]
-            a = np.ascontiguousarray(a)  # a copy only if it was not contiguous
-            out.append(a.view(np.uint8) if a.dtype == np.bool_ else a)
-        return out
+        return [np.ascontiguousarray(a) for a in inputs.as_tuple()]  # a copy only if not contiguous
 
     def step(self, inputs: StepInputs) -> StepOutputs:
         out = self.core.step(len(inputs.tokens), self.arrays(inputs))
         return StepOutputs(**dict(zip(self.output_names, out, strict=True)))
-
-    @staticmethod
-    def _layer_of(name: str, fields_in: set[str]) -> tuple[str | None, int | None]:
-        """("pot_k", 3) for "pot_k_3" when pot_k is a field, else (None, None)."""
-        field, _, index = name.rpartition("_")
-        return (field, int(index)) if field in fields_in and index.isdigit() else (None, None)
 
 
 class OnnxEngine:
