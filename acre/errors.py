@@ -25,5 +25,9 @@ class EngineError(AcreError):
     """An engine is unavailable here or its program failed to run."""
 
 
+class StoreError(AcreError):
+    """An L2 store is missing, corrupt, of another version, or belongs to another model/bundle."""
+
+
 class TokenizerError(BundleError):
     """A bundle's tokenizer.json cannot be read, or is of a kind the native core does not run."""

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 # the native core's system dependencies (Debian 12): compiler, sha256 (OpenSSL), the pre-tokenizer's
-# Unicode regex (PCRE2), JSON (nlohmann), and clang-format for `make lint`
-DEBS="g++ pkg-config libssl-dev libpcre2-dev nlohmann-json3-dev clang-format"
+# Unicode regex (PCRE2), JSON (nlohmann), the L2 store's crc32 (zlib), and clang-format for `make lint`
+DEBS="g++ pkg-config libssl-dev libpcre2-dev nlohmann-json3-dev zlib1g-dev clang-format"
 missing=""
 for deb in $DEBS; do
   dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing="$missing $deb"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acre.runtime.l2 import HEADER, SpanBuffer, SpanStore, StoreError, StoreMeta
+from acre.runtime.l2 import RECORD_HEADER_BYTES, SpanBuffer, SpanStore, StoreError, StoreMeta
 
 S, L, HKV, D = 8, 2, 2, 4
 
@@ -71,7 +71,7 @@ def test_only_chosen_spans_are_read(tmp_path):
     store.read(7)
     assert store.bytes_read == store.meta.record_bytes
     store.read_tokens(3)
-    assert store.bytes_read == store.meta.record_bytes + HEADER.size + 4 * S
+    assert store.bytes_read == store.meta.record_bytes + RECORD_HEADER_BYTES + 4 * S
 
 
 def test_store_of_another_model_is_refused(tmp_path):
@@ -177,3 +177,74 @@ def test_a_store_without_kv_keeps_ids_and_index_and_refuses_kv_reads(tmp_path):
         store.read(0)
     reopened = SpanStore.open(tmp_path / "none")
     assert reopened.span_count == 4 and np.array_equal(reopened.reps, store.reps)
+
+
+def test_float16_keeps_numpy_rounding_bit_for_bit(tmp_path):
+    """The core converts K/V and representatives to float16 itself; it must round as numpy does
+    (to nearest even), subnormals, overflow to inf and signed zeros included."""
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2**32, (L, HKV, S, D), dtype=np.uint64).astype(np.uint32)
+    k = bits.view(np.float32) / np.float32(2**60)  # exponents that land on every float16 range
+    k[0, 0, 0] = [65519.0, 65520.0, 2.0**-25, -0.0]
+    k = np.where(np.isfinite(k), k, 1.0).astype(np.float32)
+    with np.errstate(over="ignore"):
+        want, want_reps = k.astype(np.float16).astype(np.float32), k[:1, :, :2].astype(np.float16)
+    assert (want == 0).any() and np.isinf(want).any() and ((want != 0) & (np.abs(want) < 2**-14)).any()
+    store = SpanStore.create(tmp_path, meta())
+    store.append_span(0, np.arange(S), k, -k, k[:1, :, :2])
+    span = store.read(0)
+    assert np.array_equal(span.k, want) and np.array_equal(np.signbit(span.k), np.signbit(want))
+    assert np.array_equal(store.reps[0], want_reps)
+
+
+def test_the_pot_snapshot_is_numpy_npz_both_ways(tmp_path):
+    """pot.npz as the core writes it is what np.load reads, and a pot.npz np.savez wrote (a store of
+    the Python store before the core) is what the core reads."""
+    import json
+    import zlib
+
+    state = {
+        "k": np.random.default_rng(1).standard_normal((2, 3, 5)).astype(np.float16),
+        "mask": np.array([True, False, True]),
+        "kind": np.array([1, -2, 3], dtype=np.int8),
+        "token": np.array([7, -1, 9], dtype=np.int64),
+        "document_text": np.frombuffer("sources, naïvely".encode(), dtype=np.uint8),
+        "empty": np.zeros((0, 2), dtype=np.int32),
+    }
+    store = SpanStore.create(tmp_path, meta())
+    fill(store, S)
+    store.finish(state, {"policy": "acre"})
+    store.close()
+    with np.load(tmp_path / "pot.npz") as saved:
+        assert sorted(saved.files) == sorted(state)
+        assert all(np.array_equal(saved[n], a) and saved[n].dtype == a.dtype for n, a in state.items())
+    np.savez(tmp_path / "pot.npz", **state)  # numpy's own writer: zip64 extra fields, its timestamps
+    info = json.loads((tmp_path / "store.json").read_text())
+    info["pot_crc32"] = zlib.crc32((tmp_path / "pot.npz").read_bytes())
+    (tmp_path / "store.json").write_text(json.dumps(info))
+    pot = SpanStore.open(tmp_path).load_pot()
+    assert all(np.array_equal(pot[n], a) and pot[n].dtype == a.dtype for n, a in state.items())
+    assert pot["k"].shape == (2, 3, 5) and pot["empty"].shape == (0, 2)
+
+
+def test_bad_input_is_refused_by_name(tmp_path):
+    from acre.errors import InputError
+
+    store = SpanStore.create(tmp_path, meta())
+    ids = np.arange(S)
+    k = np.zeros((L, HKV, S, D), dtype=np.float32)
+    reps = np.zeros((1, HKV, 2, D), dtype=np.float32)
+    with pytest.raises(InputError, match=r"k must be float32 \[2, 2, 8, 4\], not float32 \[2, 2, 4, 8\]"):
+        store.append_span(0, ids, k.transpose(0, 1, 3, 2), k, reps)
+    with pytest.raises(InputError, match=r"reps must be float32 \[1, 2, 2, 4\]"):
+        store.append_span(0, ids, k, k, reps[:, :1])
+    with pytest.raises(InputError, match="span of 9 tokens; spans hold 1..8"):
+        store.append_span(0, np.arange(S + 1), np.zeros((L, HKV, S + 1, D)), k, reps)
+    with pytest.raises(InputError, match="dtype the store does not keep"):
+        store.checkpoint({"k": np.zeros(3, dtype=np.float64)}, {})
+    with pytest.raises(InputError, match="spans are numbered from 0"):
+        store.read(-1)
+    assert store.span_count == 0 and store.disk_bytes == 0
+    store.close()
+    with pytest.raises(StoreError, match="the L2 store is closed"):
+        store.read(0)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import errno
+import resource
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
-from acre.runtime import l2
 from acre.runtime.l2 import SpanStore, StoreError
 from acre.runtime.session import Session
+from acre.runtime.sources import SourceMap
 from benchmarks import crash
 
 
@@ -102,49 +105,52 @@ def test_resume_refuses_a_checkpoint_of_another_document(bundle, tmp_path):
     assert session.document_ids == other
 
 
-def test_disk_full_while_writing_spans_is_a_clear_error_and_the_store_stays_usable(
-    bundle, tmp_path, monkeypatch
-):
-    real_write, writes = l2.os.write, []
+@contextmanager
+def file_size_limit(nbytes: int) -> Iterator[None]:
+    """Writes that would take any file past `nbytes` fail, as on a full disk (EFBIG where a full disk
+    says ENOSPC). The kernel refuses them, so this reaches the native store's own error paths."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel ends the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
-    def write(fd, data):
-        writes.append(len(data))
-        if len(writes) > 5:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
 
-    monkeypatch.setattr(l2.os, "write", write)
+def test_a_full_disk_while_writing_spans_is_a_clear_error_and_the_store_stays_usable(bundle, tmp_path):
     ids = crash.document(1200, seed=3)
-    with pytest.raises(StoreError, match="No space left on device.*intact, ingest again to resume"):
-        ingest(bundle, ids, tmp_path / "doc")
-    monkeypatch.setattr(l2.os, "write", real_write)
+    reference = ingest(bundle, ids, tmp_path / "ref", codec="float16")  # K/V kept: large records
+    rb = reference.store.meta.record_bytes
+    refused = r"spans.bin: cannot write span 11 .*intact, ingest again to resume"
+    # the limit leaves room for 11 records and for a checkpoint (about 10 records' size)
+    with pytest.raises(StoreError, match=refused), file_size_limit(11 * rb + rb // 2):
+        ingest(bundle, ids, tmp_path / "doc", codec="float16")
     store = SpanStore.open(tmp_path / "doc")
-    assert store.span_count == 5 and store.disk_bytes == 5 * store.meta.record_bytes
-    for i in range(5):
+    assert store.span_count == 11 and store.disk_bytes == 11 * store.meta.record_bytes  # no torn record
+    for i in range(11):
         store.read_tokens(i)  # each span's ids verify against their checksum
     store.close()
-    resumed = ingest(bundle, ids, tmp_path / "doc")
+    resumed = ingest(bundle, ids, tmp_path / "doc", codec="float16")
     assert resumed.resumed_from and resumed.store.span_count == -(-len(ids) // 64)
+    assert (tmp_path / "doc" / "spans.bin").read_bytes() == (tmp_path / "ref" / "spans.bin").read_bytes()
 
 
-def test_disk_full_while_saving_the_pot_leaves_an_unfinished_store_that_resumes(
-    bundle, tmp_path, monkeypatch
-):
-    real_savez = l2.np.savez
-
-    def savez(path, **arrays):
-        if "document_ids" in arrays:  # the pot saved at the end of ingest
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_savez(path, **arrays)
-
-    monkeypatch.setattr(l2.np, "savez", savez)
+def test_a_full_disk_while_saving_the_pot_leaves_an_unfinished_store_that_resumes(bundle, tmp_path):
     ids = crash.document(700, seed=3)
-    with pytest.raises(StoreError, match="cannot write .*No space left"):
-        ingest(bundle, ids, tmp_path / "doc")
+    # a long text makes pot.npz (pot + text) much larger than a checkpoint (pot + one span)
+    text = SourceMap("x" * 600_000, np.zeros((len(ids), 2), dtype=np.int32))
+    session = Session(bundle, engine="torch", checkpoint_tokens=64)
+    refused = r"pot.npz: cannot write \(.*\); the store is unchanged"
+    with pytest.raises(StoreError, match=refused), file_size_limit(500_000):
+        session.ingest_ids(ids, store=tmp_path / "doc", source_map=text)
+    session.store.close()
     assert not list((tmp_path / "doc").glob("*.tmp*"))
     with pytest.raises(StoreError, match="did not finish"):
         Session(bundle, engine="torch").open_document(tmp_path / "doc")
-    monkeypatch.setattr(l2.np, "savez", real_savez)
-    resumed = ingest(bundle, ids, tmp_path / "doc")
+    resumed = Session(bundle, engine="torch", checkpoint_tokens=64)
+    resumed.ingest_ids(ids, store=tmp_path / "doc", source_map=text)
     assert resumed.resumed_from  # from the last checkpoint, not from the start
+    resumed.store.close()
     assert Session(bundle, engine="torch").open_document(tmp_path / "doc") == len(ids)

@@ -12,7 +12,7 @@
  * is a no-op). Buffers passed in stay owned by the caller; the core never keeps a pointer to them
  * beyond the call, except the user pointer given to a step callback engine.
  *
- * This slice covers the bundle, the tokenizer and the step program. The pot, the L2 store, span
+ * This slice covers the bundle, the tokenizer, the step program and the L2 store. The pot, span
  * selection and the session are to come behind this same header (see native/README.md).
  */
 #ifndef ACRE_H
@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define ACRE_ABI_VERSION 1
+#define ACRE_ABI_VERSION 2 /* 2: the L2 store, ACRE_DTYPE_INT8 */
 
 /* ---- status and errors ------------------------------------------------------------------- */
 
@@ -37,7 +37,8 @@ typedef enum acre_status {
   ACRE_ERR_ENGINE = 4,           /* the step program failed to load or run */
   ACRE_ERR_UNSUPPORTED = 5,      /* a feature this build of the core does not have */
   ACRE_ERR_BUFFER_TOO_SMALL = 6, /* the output did not fit; the needed size was written */
-  ACRE_ERR_INTERNAL = 7          /* a bug or out of memory; the message says which */
+  ACRE_ERR_INTERNAL = 7,         /* a bug or out of memory; the message says which */
+  ACRE_ERR_STORE = 8             /* an L2 store missing, corrupt, of another version or model, locked */
 } acre_status;
 
 /* The message of the last failed call on this thread ("" if none). */
@@ -56,7 +57,8 @@ typedef enum acre_dtype {
   ACRE_DTYPE_INT64 = 3,
   ACRE_DTYPE_INT32 = 4,
   ACRE_DTYPE_UINT8 = 5,
-  ACRE_DTYPE_BOOL = 6
+  ACRE_DTYPE_BOOL = 6,
+  ACRE_DTYPE_INT8 = 7
 } acre_dtype;
 
 #define ACRE_MAX_DIMS 8
@@ -81,6 +83,14 @@ size_t acre_dtype_size(acre_dtype dtype);
 
 /* The dtype's name as the manifest and numpy spell it ("float32", ...; "invalid" for others). */
 const char *acre_dtype_name(acre_dtype dtype);
+/* The dtype of a name acre_dtype_name gives (ACRE_DTYPE_INVALID for any other name). */
+acre_dtype acre_dtype_from_name(const char *name);
+
+/* A named array passed to or returned by the core: info.bytes bytes at data, C order. */
+typedef struct acre_array {
+  acre_tensor_info info;
+  const void *data;
+} acre_array;
 
 /* ---- bundle ------------------------------------------------------------------------------ */
 
@@ -183,6 +193,101 @@ acre_status acre_engine_output_info(const acre_engine *engine, int32_t rows, siz
  * into memory it planned for them); outputs are written into the caller's buffers. */
 acre_status acre_engine_step(acre_engine *engine, int32_t rows, const acre_buffer *inputs, size_t n_inputs,
                              const acre_buffer *outputs, size_t n_outputs);
+
+/* ---- L2 store ---------------------------------------------------------------------------- */
+
+/*
+ * One document's L2 in a directory (on-disk format: native/README.md):
+ *   store.json   format "acre-l2", version, meta (the model fingerprint and span geometry), whether
+ *                ingest finished, and what the host adds (document digest, policy)
+ *   spans.bin    fixed-size records, one per span of S tokens (header, ids, K/V, representatives)
+ *   pot.npz      the pot and the document as ingest left them (named arrays; numpy's .npz)
+ *   resume.npz   while ingest runs: its last checkpoint (named arrays + an "info" JSON array)
+ *   lock         the writer's exclusive flock
+ * Crash safety: metadata and snapshots are replaced durably (temporary file, fsync, rename); on
+ * open a trailing partial record is discarded, and so is a last record whose crc32 fails. A span
+ * is served only if it passes its crc32. Every refusal is ACRE_ERR_STORE naming the file.
+ * Input arrays are acre_arrays of exactly the dtype and shape each function names.
+ */
+#define ACRE_STORE_VERSION 1
+#define ACRE_STORE_RECORD_HEADER_BYTES 28 /* "ACRS", span, n, start token, crc32, crc32 of the ids */
+
+typedef struct acre_store acre_store;
+typedef struct acre_snapshot acre_snapshot;
+
+typedef struct acre_store_meta {
+  const char *fingerprint; /* the model/bundle the store belongs to (owned by the store when read) */
+  int32_t span_tokens;     /* S */
+  int32_t layers, kv_heads, head_dim;
+  int32_t probe_layers; /* Lp: layers the representative keys cover */
+  int32_t reps;         /* R representative keys per span, probe layer and KV head */
+  const char *codec;    /* "none" (ids and index only), "float16" or "int8" (K/V kept) */
+} acre_store_meta;
+
+/* The codecs by index ("none", "float16", "int8"); NULL past the last. */
+const char *acre_store_codec_name(size_t index);
+/* Bytes of one spans.bin record of a store with this meta (ACRE_ERR_STORE if the meta is unusable). */
+acre_status acre_store_record_bytes(const acre_store_meta *meta, size_t *out);
+
+/* What `dir` holds before anything is written there. *n_bytes = 0: nothing (no directory, an empty
+ * one, or only a store's leftovers); else store.json as JSON text ("{}" if unreadable), written to
+ * out[0..capacity) (ACRE_ERR_BUFFER_TOO_SMALL with *n_bytes set if it does not fit). A file, or a
+ * directory holding other files, is ACRE_ERR_STORE. */
+acre_status acre_store_peek(const char *dir, char *out, size_t capacity, size_t *n_bytes);
+
+/* A new, empty store in `dir` (created if missing; a store there is replaced), locked for writing.
+ * document_sha256 (may be NULL) names the document from the start. */
+acre_status acre_store_create(const char *dir, const acre_store_meta *meta, const char *document_sha256,
+                              acre_store **out);
+/* Open a store; fingerprint NULL accepts any model's. writable: lock it and allow appends. */
+acre_status acre_store_open(const char *dir, const char *fingerprint, int writable, acre_store **out);
+void acre_store_free(acre_store *store); /* releases the lock */
+
+acre_status acre_store_get_meta(const acre_store *store, acre_store_meta *out);
+/* store.json as it stands (owned by the store, valid until the next call on it). */
+const char *acre_store_info_json(const acre_store *store);
+size_t acre_store_span_count(const acre_store *store);
+acre_status acre_store_span(const acre_store *store, size_t span, int64_t *start, int32_t *n_tokens);
+/* Bytes read from spans.bin for spans served (and the last record checked on open). */
+uint64_t acre_store_bytes_read(const acre_store *store);
+uint64_t acre_store_disk_bytes(const acre_store *store); /* size of spans.bin */
+
+/* Append a span of n (1..S) tokens starting at document token `start`: tokens int32 [n], k and v
+ * float32 [L, Hkv, n, D] (may be NULL with codec none), reps float32 [Lp, Hkv, R, D]. A failed write
+ * leaves spans.bin as it was before the call. */
+acre_status acre_store_append(acre_store *store, int64_t start, const acre_array *tokens, const acre_array *k,
+                              const acre_array *v, const acre_array *reps);
+/* A span as stored: its n token ids (int32) into tokens, its K/V decoded to float32 [L, Hkv, n, D]
+ * into k and v. Buffers must be exactly those sizes. A span failing its crc32 is not served. */
+acre_status acre_store_read(acre_store *store, size_t span, const acre_buffer *tokens, const acre_buffer *k,
+                            const acre_buffer *v);
+/* Only the span's ids (read and checked without its K/V). */
+acre_status acre_store_read_tokens(acre_store *store, size_t span, const acre_buffer *tokens);
+/* The representative keys of spans [first, first + count) as float16 [count, Lp, Hkv, R, D]. */
+acre_status acre_store_read_reps(acre_store *store, size_t first, size_t count, const acre_buffer *out);
+
+/* Mark the document complete: spans.bin is made durable, `arrays` saved as pot.npz, and `extra_json`
+ * (a JSON object) merged into store.json with the document's token and span counts. */
+acre_status acre_store_finish(acre_store *store, const acre_array *arrays, size_t n_arrays,
+                              const char *extra_json);
+/* Save what an interrupted ingest needs to continue: spans.bin is made durable first, then
+ * `arrays` and `info_json` (a JSON object; the core adds "spans") replace the last checkpoint. */
+acre_status acre_store_checkpoint(acre_store *store, const acre_array *arrays, size_t n_arrays,
+                                  const char *info_json);
+/* Keep the first `spans` spans (resume: what follows the checkpoint is written again). */
+acre_status acre_store_truncate(acre_store *store, size_t spans);
+
+/* The pot snapshot of a finished store (ACRE_ERR_STORE if ingest did not finish or it is corrupt). */
+acre_status acre_store_load_pot(const acre_store *store, acre_snapshot **out);
+/* The last checkpoint of an unfinished ingest; *out is NULL if there is none or it is unusable
+ * (then ingest starts again from the beginning, which loses nothing but time). */
+acre_status acre_store_load_checkpoint(const acre_store *store, acre_snapshot **out);
+size_t acre_snapshot_count(const acre_snapshot *snapshot);
+/* Array `index`; its name and data are owned by the snapshot. */
+acre_status acre_snapshot_array(const acre_snapshot *snapshot, size_t index, acre_array *out);
+/* A checkpoint's info as JSON text ("" for a pot snapshot); owned by the snapshot. */
+const char *acre_snapshot_info_json(const acre_snapshot *snapshot);
+void acre_snapshot_free(acre_snapshot *snapshot);
 
 #ifdef __cplusplus
 }

@@ -174,6 +174,8 @@ struct Engine {
 
 }  // namespace
 
+void register_l2(nb::module_ &m);  // l2_binding.cpp
+
 NB_MODULE(_native, m) {
   m.doc() = "acre's native runtime core (native/include/acre.h): bundle, tokenizer, step engine";
   m.attr("ABI_VERSION") = acre_abi_version();
@@ -242,4 +244,5 @@ NB_MODULE(_native, m) {
           "outputs", [](const Engine &e, int32_t rows) { return e.describe(rows, true); }, nb::arg("rows"))
       .def("step", &Engine::step, nb::arg("rows"), nb::arg("inputs"),
            "Run the method for `rows` rows on C-contiguous numpy inputs; returns new numpy outputs.");
+  register_l2(m);
 }

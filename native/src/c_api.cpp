@@ -5,6 +5,7 @@
 
 #include "acre.h"
 #include "bundle.hpp"
+#include "l2.hpp"
 #include "step.hpp"
 #include "tokenizer.hpp"
 
@@ -16,6 +17,12 @@ struct acre_tokenizer {
 };
 struct acre_engine {
   std::unique_ptr<acre::Engine> impl;
+};
+struct acre_store {
+  std::unique_ptr<acre::Store> impl;
+};
+struct acre_snapshot {
+  std::unique_ptr<acre::Snapshot> impl;
 };
 
 namespace {
@@ -70,6 +77,7 @@ const char *acre_status_name(acre_status status) {
     case ACRE_ERR_UNSUPPORTED: return "unsupported";
     case ACRE_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case ACRE_ERR_INTERNAL: return "internal";
+    case ACRE_ERR_STORE: return "store";
   }
   return "unknown status";
 }
@@ -83,6 +91,7 @@ size_t acre_dtype_size(acre_dtype dtype) {
     case ACRE_DTYPE_FLOAT16: return 2;
     case ACRE_DTYPE_INT64: return 8;
     case ACRE_DTYPE_UINT8:
+    case ACRE_DTYPE_INT8:
     case ACRE_DTYPE_BOOL: return 1;
     default: return 0;
   }
@@ -96,8 +105,15 @@ const char *acre_dtype_name(acre_dtype dtype) {
     case ACRE_DTYPE_INT32: return "int32";
     case ACRE_DTYPE_UINT8: return "uint8";
     case ACRE_DTYPE_BOOL: return "bool";
+    case ACRE_DTYPE_INT8: return "int8";
     default: return "invalid";
   }
+}
+
+acre_dtype acre_dtype_from_name(const char *name) {
+  for (int d = ACRE_DTYPE_FLOAT32; name && d <= ACRE_DTYPE_INT8; ++d)
+    if (std::strcmp(name, acre_dtype_name(acre_dtype(d))) == 0) return acre_dtype(d);
+  return ACRE_DTYPE_INVALID;
 }
 
 // ---- bundle
@@ -275,5 +291,220 @@ acre_status acre_engine_step(acre_engine *engine, int32_t rows, const acre_buffe
     engine->impl->step(rows, inputs, n_inputs, outputs, n_outputs);
   });
 }
+
+// ---- L2 store
+
+namespace {
+
+acre::Store &store_of(const acre_store *store) {
+  need(store, "store");
+  return *store->impl;
+}
+
+std::vector<acre_array> arrays_of(const acre_array *arrays, size_t n) {
+  if (n) need(arrays, "arrays");
+  return std::vector<acre_array>(arrays, arrays + n);
+}
+
+void need_bytes(const acre_buffer *buffer, size_t bytes, const char *what) {
+  need(buffer, what);
+  if (buffer->bytes != bytes || (bytes && !buffer->data))
+    acre::fail(ACRE_ERR_INVALID_ARGUMENT, std::string(what) + " must be " + std::to_string(bytes) +
+                                              " bytes, not " + std::to_string(buffer->bytes));
+}
+
+void take_snapshot(std::unique_ptr<acre::Snapshot> snapshot, acre_snapshot **out) {
+  if (snapshot) {
+    *out = new acre_snapshot;
+    (*out)->impl = std::move(snapshot);
+  }
+}
+
+}  // namespace
+
+const char *acre_store_codec_name(size_t index) {
+  return index < std::size(acre::CODECS) ? acre::CODECS[index] : nullptr;
+}
+
+acre_status acre_store_record_bytes(const acre_store_meta *meta, size_t *out) {
+  return guard([&] {
+    need(meta, "meta");
+    need(out, "out");
+    *out = acre::store_meta(*meta).record_bytes();
+  });
+}
+
+acre_status acre_store_peek(const char *dir, char *out, size_t capacity, size_t *n_bytes) {
+  return guard([&] {
+    need(dir, "dir");
+    need(n_bytes, "n_bytes");
+    const std::string text = acre::peek_store(dir);
+    *n_bytes = text.size();
+    if (text.size() > capacity)
+      acre::fail(ACRE_ERR_BUFFER_TOO_SMALL, "store.json is " + std::to_string(text.size()) +
+                                                " bytes, the buffer holds " + std::to_string(capacity));
+    if (!text.empty()) {
+      need(out, "out");
+      std::memcpy(out, text.data(), text.size());
+    }
+  });
+}
+
+acre_status acre_store_create(const char *dir, const acre_store_meta *meta, const char *document_sha256,
+                              acre_store **out) {
+  return guard([&] {
+    need(dir, "dir");
+    need(meta, "meta");
+    need(out, "out");
+    *out = nullptr;
+    auto store = std::make_unique<acre_store>();
+    store->impl = acre::Store::create(dir, acre::store_meta(*meta), document_sha256);
+    *out = store.release();
+  });
+}
+
+acre_status acre_store_open(const char *dir, const char *fingerprint, int writable, acre_store **out) {
+  return guard([&] {
+    need(dir, "dir");
+    need(out, "out");
+    *out = nullptr;
+    auto store = std::make_unique<acre_store>();
+    store->impl = acre::Store::open(dir, fingerprint, writable != 0);
+    *out = store.release();
+  });
+}
+
+void acre_store_free(acre_store *store) { delete store; }
+
+acre_status acre_store_get_meta(const acre_store *store, acre_store_meta *out) {
+  return guard([&] {
+    need(out, "out");
+    const acre::StoreMeta &m = store_of(store).meta();
+    *out = {m.fingerprint.c_str(), m.span_tokens, m.layers,       m.kv_heads, m.head_dim,
+            m.probe_layers,        m.reps,        m.codec.c_str()};
+  });
+}
+
+const char *acre_store_info_json(const acre_store *store) {
+  return store ? store->impl->info_json().c_str() : "";
+}
+
+size_t acre_store_span_count(const acre_store *store) { return store ? store->impl->span_count() : 0; }
+
+acre_status acre_store_span(const acre_store *store, size_t span, int64_t *start, int32_t *n_tokens) {
+  return guard([&] {
+    need(start, "start");
+    need(n_tokens, "n_tokens");
+    const acre::Store &s = store_of(store);
+    if (span >= s.span_count())
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "span " + std::to_string(span) + " does not exist");
+    *start = s.start(span);
+    *n_tokens = s.length(span);
+  });
+}
+
+uint64_t acre_store_bytes_read(const acre_store *store) { return store ? store->impl->bytes_read() : 0; }
+
+uint64_t acre_store_disk_bytes(const acre_store *store) { return store ? store->impl->disk_bytes() : 0; }
+
+acre_status acre_store_append(acre_store *store, int64_t start, const acre_array *tokens, const acre_array *k,
+                              const acre_array *v, const acre_array *reps) {
+  return guard([&] {
+    need(tokens, "tokens");
+    need(reps, "reps");
+    store_of(store).append(start, *tokens, k, v, *reps);
+  });
+}
+
+acre_status acre_store_read(acre_store *store, size_t span, const acre_buffer *tokens, const acre_buffer *k,
+                            const acre_buffer *v) {
+  return guard([&] {
+    acre::Store &s = store_of(store);
+    if (span < s.span_count() && s.meta().keeps_kv()) {
+      const acre::StoreMeta &m = s.meta();
+      const size_t n = size_t(s.length(span));
+      need_bytes(tokens, 4 * n, "tokens");
+      need_bytes(k, 4 * n * (m.kv_values() / size_t(m.span_tokens)), "k");
+      need_bytes(v, 4 * n * (m.kv_values() / size_t(m.span_tokens)), "v");
+    }
+    s.read(span, tokens ? static_cast<int32_t *>(tokens->data) : nullptr,
+           k ? static_cast<float *>(k->data) : nullptr, v ? static_cast<float *>(v->data) : nullptr);
+  });
+}
+
+acre_status acre_store_read_tokens(acre_store *store, size_t span, const acre_buffer *tokens) {
+  return guard([&] {
+    acre::Store &s = store_of(store);
+    if (span < s.span_count()) need_bytes(tokens, 4 * size_t(s.length(span)), "tokens");
+    s.read_tokens(span, tokens ? static_cast<int32_t *>(tokens->data) : nullptr);
+  });
+}
+
+acre_status acre_store_read_reps(acre_store *store, size_t first, size_t count, const acre_buffer *out) {
+  return guard([&] {
+    acre::Store &s = store_of(store);
+    need_bytes(out, count * s.meta().reps_bytes(), "out");
+    s.read_reps(first, count, static_cast<uint16_t *>(out->data));
+  });
+}
+
+acre_status acre_store_finish(acre_store *store, const acre_array *arrays, size_t n_arrays,
+                              const char *extra_json) {
+  return guard([&] { store_of(store).finish(arrays_of(arrays, n_arrays), extra_json ? extra_json : "{}"); });
+}
+
+acre_status acre_store_checkpoint(acre_store *store, const acre_array *arrays, size_t n_arrays,
+                                  const char *info_json) {
+  return guard(
+      [&] { store_of(store).checkpoint(arrays_of(arrays, n_arrays), info_json ? info_json : "{}"); });
+}
+
+acre_status acre_store_truncate(acre_store *store, size_t spans) {
+  return guard([&] { store_of(store).truncate(spans); });
+}
+
+acre_status acre_store_load_pot(const acre_store *store, acre_snapshot **out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    take_snapshot(store_of(store).load_pot(), out);
+  });
+}
+
+acre_status acre_store_load_checkpoint(const acre_store *store, acre_snapshot **out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    take_snapshot(store_of(store).load_checkpoint(), out);
+  });
+}
+
+size_t acre_snapshot_count(const acre_snapshot *snapshot) {
+  return snapshot ? snapshot->impl->arrays.size() : 0;
+}
+
+acre_status acre_snapshot_array(const acre_snapshot *snapshot, size_t index, acre_array *out) {
+  return guard([&] {
+    need(snapshot, "snapshot");
+    need(out, "out");
+    const auto &arrays = snapshot->impl->arrays;
+    if (index >= arrays.size())
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "array index " + std::to_string(index) + " out of range");
+    const acre::NamedArray &a = arrays[index];
+    *out = {};
+    out->info.name = a.name.c_str();
+    out->info.dtype = a.dtype;
+    out->info.rank = int32_t(a.dims.size());
+    for (size_t i = 0; i < a.dims.size(); ++i) out->info.dims[i] = a.dims[i];
+    out->info.bytes = a.data.size();
+    out->data = a.data.data();
+  });
+}
+
+const char *acre_snapshot_info_json(const acre_snapshot *snapshot) {
+  return snapshot ? snapshot->impl->info_json.c_str() : "";
+}
+
+void acre_snapshot_free(acre_snapshot *snapshot) { delete snapshot; }
 
 }  // extern "C"
