@@ -255,14 +255,3 @@ class StepModel(nn.Module):
             torch.zeros(1, dtype=torch.long),
             *kv,
         )
-
-
-def input_names(layers: int) -> tuple[str, ...]:
-    """The step program's inputs in order: the chunk, the mask, then one pot tensor per layer."""
-    keys = tuple(f"pot_k_{i}" for i in range(layers))
-    values = tuple(f"pot_v_{i}" for i in range(layers))
-    return (*CHUNK_INPUTS, *keys, *values)
-
-
-CHUNK_INPUTS = ("tokens", "positions", "pot_mask", "last_index")
-OUTPUT_NAMES = ("logits", "k_new", "v_new", "pot_attention", "q_probe")

@@ -13,7 +13,7 @@ import pytest
 from acre.bundle import MANIFEST, Bundle
 from acre.errors import BundleError
 from acre.exporter.coreml import dequantized_weights, validate_coreml
-from acre.step import OUTPUT_NAMES, input_names
+from acre.signature import OUTPUT_NAMES, input_names
 from tests.conftest import TINY_CHUNK, TINY_POT, make_tiny_model, make_tokenizer
 
 ct = pytest.importorskip("coremltools", reason="coremltools is not installed: pip install 'acre[ios]'")

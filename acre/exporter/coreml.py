@@ -32,7 +32,8 @@ import torch
 from acre.bundle import MANIFEST, Bundle
 from acre.errors import BundleError, EngineError
 from acre.geometry import Geometry
-from acre.step import OUTPUT_NAMES, StepModel, input_names
+from acre.signature import OUTPUT_NAMES, input_names
+from acre.step import StepModel
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from acre.exporter.quantize import (
     quantize_step,
 )
 from acre.geometry import Geometry
-from acre.step import OUTPUT_NAMES, StepModel, input_names
+from acre.signature import OUTPUT_NAMES, input_names
+from acre.step import StepModel
 
 # user-facing target -> (engine name in the manifest, writer, program file)
 TARGETS = {

@@ -1,6 +1,6 @@
 """Trace the step module into each target's program file.
 
-Every target gets the same signature (`acre.step.input_names` -> `OUTPUT_NAMES`) with two entry
+Every target gets the same signature (`acre.signature.input_names` -> `OUTPUT_NAMES`) with two entry
 points: `prefill` (C tokens) and `decode` (1 token), over a pot of P slots.
 """
 
@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from acre.errors import EngineError
-from acre.step import OUTPUT_NAMES, StepModel, input_names
+from acre.signature import OUTPUT_NAMES, input_names
+from acre.step import StepModel
 
 log = logging.getLogger(__name__)
 

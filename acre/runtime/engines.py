@@ -9,14 +9,16 @@ and return numpy outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
 from acre.bundle import Bundle
 from acre.errors import BundleError, EngineError
-from acre.step import StepModel, input_names
+from acre.signature import input_names
+
+if TYPE_CHECKING:  # torch is imported by the eager engine only: the .pte and ONNX run paths go without it
+    from acre.step import StepModel
 
 ENGINES = ("torch", "executorch", "onnx")
 
@@ -31,7 +33,7 @@ class StepInputs:
     last_index: np.ndarray  # [1] int64
 
     def as_tuple(self) -> tuple[np.ndarray, ...]:
-        """The program's inputs in order (acre.step.input_names): each layer's pot as a view of the
+        """The program's inputs in order (acre.signature.input_names): each layer's pot as a view of the
         runtime's buffers, the mask as uint8 over the same bytes; nothing is copied."""
         mask = self.pot_mask.view(np.uint8)
         return (self.tokens, self.positions, mask, self.last_index, *self.pot_k, *self.pot_v)
@@ -92,7 +94,10 @@ class TorchEngine:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> TorchEngine:
+        import torch
+
         from acre.exporter.checkpoint import load_checkpoint
+        from acre.step import StepModel
 
         m = bundle.manifest
         checkpoint = load_checkpoint(m["model"]["source"])
@@ -106,6 +111,8 @@ class TorchEngine:
         return cls(step)
 
     def step(self, inputs: StepInputs) -> StepOutputs:
+        import torch
+
         with torch.inference_mode():
             out = self.model(*(torch.from_numpy(a) for a in inputs.as_tuple()))
         return StepOutputs.from_arrays([t.numpy() for t in out])

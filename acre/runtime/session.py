@@ -41,6 +41,7 @@ from acre.runtime.sampling import sample
 from acre.runtime.selection import choose_spans, combine_scores, refill_placement
 from acre.runtime.sources import Source, SourceMap
 from acre.runtime.span_index import SpanIndex
+from acre.runtime.tokenizer import BundleTokenizer
 
 _MARKER = "\u0000ACRE-DOCUMENT\u0000"
 QUESTION_SEPARATOR = "\n\n"
@@ -51,7 +52,7 @@ POT_ARRAYS = ("k", "v", "positions", "mask", "kind", "token")
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 
 
-def split_chat_template(tokenizer: Any) -> tuple[str, str]:
+def split_chat_template(tokenizer: BundleTokenizer) -> tuple[str, str]:
     """The text before and after the user's message in the chat template's first user turn."""
     if not getattr(tokenizer, "chat_template", None):
         return "", "\n"
@@ -106,8 +107,6 @@ class Session:
         checkpoint_tokens: int = 4096,
         **switches: bool,
     ) -> None:
-        from transformers import AutoTokenizer
-
         fix_mmap_threshold()  # before any step: keeps RSS flat over long ingests (acre/runtime/malloc.py)
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self.policy = make_policy(policy, **switches)
@@ -119,7 +118,7 @@ class Session:
         self.span_tokens, self.reps, self.codec = span_tokens, reps, codec
         self.checkpoint_tokens = checkpoint_tokens  # how often an ingest saves where it is, to resume
         self.resumed_from: int | None = None  # the token the last ingest resumed at, if it did
-        self.tokenizer = AutoTokenizer.from_pretrained(self.bundle.tokenizer_dir)
+        self.tokenizer = BundleTokenizer(self.bundle.tokenizer_dir)
         self.prefix, self.suffix = split_chat_template(self.tokenizer)
         self.stop_ids = set(self.bundle.eos_token_ids)
         # tokens of the chat template: they match the document's template, not its text

@@ -8,9 +8,12 @@ user gave, so `session.last.sources` can quote them exactly: `text[start:end] ==
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from acre.runtime.tokenizer import BundleTokenizer
 
 NO_TEXT = -1  # offsets of a token that is not in the text (the chat template's, BOS)
 
@@ -28,14 +31,13 @@ class SourceMap:
     offsets: np.ndarray  # [document tokens, 2] int32: each token's character range, NO_TEXT if none
 
     @classmethod
-    def build(cls, tokenizer: Any, text: str, lead: int) -> tuple[list[int], SourceMap]:
-        """Tokenize `text` (a fast tokenizer: it reports offsets) and map every document token to its
-        characters; `lead` tokens of template come before the text's."""
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = np.full((lead + len(encoded["input_ids"]), 2), NO_TEXT, dtype=np.int32)
-        if len(encoded["input_ids"]):
-            offsets[lead:] = np.asarray(encoded["offset_mapping"], dtype=np.int32)
-        return list(encoded["input_ids"]), cls(text, offsets)
+    def build(cls, tokenizer: BundleTokenizer, text: str, lead: int) -> tuple[list[int], SourceMap]:
+        """Tokenize `text` and map every document token to its characters; `lead` tokens of
+        template come before the text's."""
+        ids, spans = tokenizer.encode_offsets(text)
+        offsets = np.full((lead + len(ids), 2), NO_TEXT, dtype=np.int32)
+        offsets[lead:] = spans
+        return ids, cls(text, offsets)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What the L2 store keeps (pot.npz) so that a reopened document still gives sources."""

@@ -144,6 +144,12 @@ int32_t acre_tokenizer_vocab_size(const acre_tokenizer *tokenizer);
 acre_status acre_tokenize(const acre_tokenizer *tokenizer, const char *text, size_t text_len, int32_t *ids,
                           size_t capacity, size_t *n_ids);
 
+/* As acre_tokenize, and also each id's byte range in the text: offsets[2i] its first byte,
+ * offsets[2i+1] one past its last (2 * capacity values). Where a word's ids do not add up to its
+ * bytes (an unknown token), each of them gets the whole word's range. */
+acre_status acre_tokenize_offsets(const acre_tokenizer *tokenizer, const char *text, size_t text_len,
+                                  int32_t *ids, uint32_t *offsets, size_t capacity, size_t *n_ids);
+
 /* Decode ids to UTF-8 (byte sequences that are not valid UTF-8 become U+FFFD), skipping special
  * tokens when skip_special is non-zero. Writes at most `capacity` bytes (no terminating NUL) and
  * sets *n_bytes; too small: ACRE_ERR_BUFFER_TOO_SMALL with *n_bytes set to the size needed. */
@@ -180,6 +186,9 @@ acre_status acre_engine_open_callback(const acre_bundle *bundle, acre_step_fn st
 void acre_engine_free(acre_engine *engine);
 /* "executorch" or "callback" (owned by the engine). */
 const char *acre_engine_name(const acre_engine *engine);
+/* Bytes of activation memory the engine's program plans for its methods (ExecuTorch's memory
+ * plan; 0 for an engine that does not say): part of the process's RAM, apart from the weights. */
+size_t acre_engine_planned_bytes(const acre_engine *engine);
 
 size_t acre_engine_num_inputs(const acre_engine *engine);
 size_t acre_engine_num_outputs(const acre_engine *engine);

@@ -2,6 +2,7 @@
 // nothing else: statuses become acre.errors exceptions, buffers are numpy arrays (no copy in).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -80,6 +81,42 @@ struct Tokenizer {
     check(status);
     ids.resize(n);
     return ids;
+  }
+
+  // (ids, [first, end) of each id as character offsets into the str, flat): Python indexes str by
+  // code point, the core reports bytes
+  std::pair<std::vector<int32_t>, std::vector<int32_t>> encode_offsets(nb::str text) const {
+    Py_ssize_t size = 0;
+    const char *data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+    if (!data) throw nb::python_error();
+    std::vector<int32_t> ids(static_cast<size_t>(size));
+    std::vector<uint32_t> bytes(2 * ids.size());
+    size_t n = 0;
+    acre_status status;
+    {
+      nb::gil_scoped_release release;
+      status = acre_tokenize_offsets(handle, data, static_cast<size_t>(size), ids.data(), bytes.data(),
+                                     ids.size(), &n);
+    }
+    check(status);
+    ids.resize(n);
+    // byte offset -> index of the code point that byte belongs to
+    std::vector<int32_t> char_at(static_cast<size_t>(size) + 1);
+    int32_t chars = -1;
+    for (Py_ssize_t b = 0; b < size; ++b) {
+      if ((static_cast<unsigned char>(data[b]) & 0xC0) != 0x80) ++chars;  // not a continuation byte
+      char_at[b] = chars;
+    }
+    char_at[size] = chars + 1;
+    std::vector<int32_t> offsets(2 * n);
+    for (size_t i = 0; i < 2 * n; ++i) {
+      const uint32_t b = bytes[i];
+      // a range's end that falls inside a character covers that character
+      const bool inside =
+          i % 2 && b < static_cast<uint32_t>(size) && (static_cast<unsigned char>(data[b]) & 0xC0) == 0x80;
+      offsets[i] = char_at[b] + (inside ? 1 : 0);
+    }
+    return {ids, offsets};
   }
 
   nb::str decode(const std::vector<int64_t> &ids, bool skip_special_tokens) const {
@@ -223,6 +260,9 @@ NB_MODULE(_native, m) {
           nb::arg("bundle"), nb::rv_policy::take_ownership)
       .def("encode", &Tokenizer::encode, nb::arg("text"),
            "Token ids of the text, no special tokens added (those written in it are recognised).")
+      .def("encode_offsets", &Tokenizer::encode_offsets, nb::arg("text"),
+           "(ids, offsets): encode, and each id's character range in the text as a flat [first, end, ...] "
+           "list.")
       .def("decode", &Tokenizer::decode, nb::arg("ids"), nb::arg("skip_special_tokens") = false)
       .def("token_to_id", &Tokenizer::token_to_id, nb::arg("token"))
       .def_prop_ro("vocab_size", [](const Tokenizer &t) { return acre_tokenizer_vocab_size(t.handle); });
@@ -237,6 +277,9 @@ NB_MODULE(_native, m) {
           },
           nb::arg("bundle"), nb::rv_policy::take_ownership)
       .def_prop_ro("name", [](const Engine &e) { return std::string(acre_engine_name(e.handle)); })
+      .def_prop_ro(
+          "planned_bytes", [](const Engine &e) { return acre_engine_planned_bytes(e.handle); },
+          "Activation memory the program plans for its methods, in bytes.")
       .def(
           "inputs", [](const Engine &e, int32_t rows) { return e.describe(rows, false); }, nb::arg("rows"),
           "[(name, dtype, shape)] of the method that runs `rows` rows, in manifest order.")

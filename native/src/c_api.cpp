@@ -178,22 +178,43 @@ int32_t acre_tokenizer_vocab_size(const acre_tokenizer *tokenizer) {
   return tokenizer ? tokenizer->impl->vocab_size() : 0;
 }
 
-acre_status acre_tokenize(const acre_tokenizer *tokenizer, const char *text, size_t text_len, int32_t *ids,
-                          size_t capacity, size_t *n_ids) {
+namespace {
+
+// acre_tokenize with or without offsets: one size check, one copy out
+acre_status tokenize(const acre_tokenizer *tokenizer, const char *text, size_t text_len, int32_t *ids,
+                     bool with_offsets, uint32_t *offsets, size_t capacity, size_t *n_ids) {
   return guard([&] {
     need(tokenizer, "tokenizer");
     need(n_ids, "n_ids");
     if (text_len) need(text, "text");
-    const auto encoded = tokenizer->impl->encode(std::string_view(text ? text : "", text_len));
+    std::vector<std::pair<uint32_t, uint32_t>> spans;
+    const auto encoded = tokenizer->impl->encode(std::string_view(text ? text : "", text_len),
+                                                 with_offsets ? &spans : nullptr);
     *n_ids = encoded.size();
     if (encoded.size() > capacity)
       acre::fail(ACRE_ERR_BUFFER_TOO_SMALL, "the text encodes to " + std::to_string(encoded.size()) +
                                                 " ids, the buffer holds " + std::to_string(capacity));
-    if (!encoded.empty()) {
-      need(ids, "ids");
-      std::memcpy(ids, encoded.data(), encoded.size() * sizeof(int32_t));
+    if (encoded.empty()) return;
+    need(ids, "ids");
+    if (with_offsets) need(offsets, "offsets");
+    std::memcpy(ids, encoded.data(), encoded.size() * sizeof(int32_t));
+    for (size_t i = 0; with_offsets && i < spans.size(); ++i) {
+      offsets[2 * i] = spans[i].first;
+      offsets[2 * i + 1] = spans[i].second;
     }
   });
+}
+
+}  // namespace
+
+acre_status acre_tokenize(const acre_tokenizer *tokenizer, const char *text, size_t text_len, int32_t *ids,
+                          size_t capacity, size_t *n_ids) {
+  return tokenize(tokenizer, text, text_len, ids, false, nullptr, capacity, n_ids);
+}
+
+acre_status acre_tokenize_offsets(const acre_tokenizer *tokenizer, const char *text, size_t text_len,
+                                  int32_t *ids, uint32_t *offsets, size_t capacity, size_t *n_ids) {
+  return tokenize(tokenizer, text, text_len, ids, true, offsets, capacity, n_ids);
 }
 
 acre_status acre_detokenize(const acre_tokenizer *tokenizer, const int32_t *ids, size_t n_ids,
@@ -255,6 +276,10 @@ acre_status acre_engine_open_callback(const acre_bundle *bundle, acre_step_fn st
 void acre_engine_free(acre_engine *engine) { delete engine; }
 
 const char *acre_engine_name(const acre_engine *engine) { return engine ? engine->impl->name() : ""; }
+
+size_t acre_engine_planned_bytes(const acre_engine *engine) {
+  return engine ? engine->impl->planned_bytes() : 0;
+}
 
 size_t acre_engine_num_inputs(const acre_engine *engine) { return engine ? engine->impl->num_inputs() : 0; }
 

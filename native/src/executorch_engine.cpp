@@ -1,6 +1,8 @@
 // The ExecuTorch engine: the bundle's model.pte through extension::Module. Inputs are the caller's
 // buffers wrapped with from_blob; outputs land in the caller's buffers (set as the method's output
 // memory where the program did not plan its outputs, copied out of the planned memory otherwise).
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "step.hpp"
@@ -8,6 +10,9 @@
 #ifdef ACRE_WITH_EXECUTORCH
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/backend/interface.h>
+#include <executorch/runtime/backend/options.h>
+#include <executorch/runtime/platform/platform.h>
 
 namespace acre {
 
@@ -44,6 +49,25 @@ std::string error_text(et::Error error) {
   return std::string(et::to_string(error)) + ", code " + std::to_string(static_cast<int>(error));
 }
 
+// ExecuTorch's wheel logs at Info (CPU probing, on every load) to stderr; a runtime's users want its
+// errors only. Registered through the PAL, ExecuTorch's own hook for where logs go.
+void log_errors_only(et_timestamp_t, et_pal_log_level_t level, const char *filename, const char *,
+                     size_t line, const char *message, size_t length) {
+  if (level != kError && level != kFatal) return;
+  std::fprintf(stderr, "executorch %c %s:%zu] %.*s\n", static_cast<char>(level), filename ? filename : "?",
+               line, static_cast<int>(length), message);
+}
+
+// XNNPACK packs each delegate's weights at load; prefill and decode are two methods over the same
+// weights, so without its weight cache they are packed, and held, twice. Its workspace (the
+// delegate's own activation memory) is shared by both methods too: they never run at once.
+void share_xnnpack_weights() {
+  et::BackendOptions<2> options;
+  options.set_option("weight_cache_enabled", true);
+  options.set_option("workspace_sharing_mode", 2);   // WorkspaceSharingMode::Global
+  et::set_option("XnnpackBackend", options.view());  // an older runtime without them: packed twice
+}
+
 class ExecuTorchEngine : public Engine {
  public:
   explicit ExecuTorchEngine(const Bundle &bundle) : path_(bundle.program_path("executorch")) {
@@ -55,6 +79,9 @@ class ExecuTorchEngine : public Engine {
       fail(ACRE_ERR_BUNDLE, bundle.manifest_path() + ": step.inputs / step.outputs list no tensors");
     // one set of planned activation memory for both methods (sized to the larger): outputs are
     // copied out before the next call, so they may share it
+    static const bool quiet = et::register_pal(et::PalImpl::create(log_errors_only, __FILE__));
+    (void)quiet;
+    share_xnnpack_weights();
     module_ = std::make_unique<Module>(path_, Module::LoadMode::Mmap, nullptr, nullptr, nullptr,
                                        /*share_memory_arenas=*/true);
     if (auto e = module_->load(); e != et::Error::Ok) cannot(error_text(e));
@@ -63,6 +90,10 @@ class ExecuTorchEngine : public Engine {
         cannot("method " + name + ": " + error_text(e));
       auto meta = module_->method_meta(name);
       if (!meta.ok()) cannot("method " + name + ": " + error_text(meta.error()));
+      size_t planned = 0;  // the arenas are shared, so the largest method's sum is what is held
+      for (size_t i = 0; i < meta->num_memory_planned_buffers(); ++i)
+        if (auto size = meta->memory_planned_buffer_size(i); size.ok()) planned += static_cast<size_t>(*size);
+      planned_bytes_ = std::max(planned_bytes_, planned);
       Method m{name, rows, {}, {}};
       read_specs(bundle, *meta, m, false);
       read_specs(bundle, *meta, m, true);
@@ -73,6 +104,7 @@ class ExecuTorchEngine : public Engine {
   }
 
   const char *name() const override { return "executorch"; }
+  size_t planned_bytes() const override { return planned_bytes_; }
 
  protected:
   void run(const Method &m, const acre_buffer *inputs, const acre_buffer *outputs) override {
@@ -158,6 +190,7 @@ class ExecuTorchEngine : public Engine {
   std::string path_;
   std::unique_ptr<Module> module_;
   std::map<std::string, std::vector<bool>> planned_outputs_;
+  size_t planned_bytes_ = 0;
 };
 
 }  // namespace

@@ -30,6 +30,8 @@ class Engine {
  public:
   virtual ~Engine() = default;
   virtual const char *name() const = 0;
+  // Bytes of activation memory the engine plans for its methods (0 when it does not know).
+  virtual size_t planned_bytes() const { return 0; }
 
   struct Method {
     std::string name;

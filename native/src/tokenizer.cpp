@@ -428,23 +428,57 @@ void Tokenizer::encode_word(std::string_view word, std::vector<int32_t> &out) co
   }
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text,
+                                       std::vector<std::pair<uint32_t, uint32_t>> *spans) const {
   if (!valid_utf8(text)) fail(ACRE_ERR_INVALID_ARGUMENT, "text to encode is not valid UTF-8");
   std::vector<Piece> pieces{{text, -1}};
   split_added(pieces, false);
   split_added(pieces, true);
   std::vector<int32_t> out;
   std::vector<std::string_view> words;
+  // pieces and words are views into `text`, so their offsets are where they point
+  const auto offset = [&](std::string_view part) { return static_cast<uint32_t>(part.data() - text.data()); };
   for (const Piece &piece : pieces) {
     if (piece.id >= 0) {
       out.push_back(piece.id);
+      if (spans) spans->emplace_back(offset(piece.text), offset(piece.text) + piece.text.size());
       continue;
     }
     words.clear();
     pre_tokenize(piece.text, words);
-    for (std::string_view word : words) encode_word(word, out);
+    for (std::string_view word : words) {
+      const size_t first = out.size();
+      encode_word(word, out);
+      if (!spans) continue;
+      const uint32_t begin = offset(word), end = begin + static_cast<uint32_t>(word.size());
+      uint32_t at = begin;
+      for (size_t k = first; k < out.size(); ++k) {
+        const auto length = static_cast<uint32_t>(token_bytes(out[k]).size());
+        spans->emplace_back(at, at + length);
+        at += length;
+      }
+      if (at != end)
+        for (size_t k = first; k < out.size(); ++k) (*spans)[k] = {begin, end};
+    }
   }
   return out;
+}
+
+std::string Tokenizer::token_bytes(int32_t id) const {
+  // a token whose every character is a byte character stands for those bytes; otherwise (an
+  // added token written in other characters) for its own UTF-8
+  const std::string &token = id_to_token_[id];
+  std::string mapped;
+  for (size_t k = 0; k < token.size();) {
+    size_t valid;
+    uint32_t cp;
+    const size_t len = utf8_sequence(token, k, &valid, &cp);
+    auto it = len ? char_byte_.find(cp) : char_byte_.end();
+    if (it == char_byte_.end()) return token;
+    mapped += static_cast<char>(it->second);
+    k += len;
+  }
+  return mapped;
 }
 
 std::string Tokenizer::decode(const int32_t *ids, size_t n, bool skip_special) const {
@@ -455,24 +489,7 @@ std::string Tokenizer::decode(const int32_t *ids, size_t n, bool skip_special) c
       fail(ACRE_ERR_INVALID_ARGUMENT, "token id " + std::to_string(id) + " is not in the vocabulary (" +
                                           std::to_string(vocab_size()) + " ids)");
     if (skip_special && special_[id]) continue;
-    // a token whose every character is a byte character stands for those bytes; otherwise (an
-    // added token written in other characters) for its own UTF-8
-    const std::string &token = id_to_token_[id];
-    std::string mapped;
-    bool all = true;
-    for (size_t k = 0; k < token.size() && all;) {
-      size_t valid;
-      uint32_t cp;
-      const size_t len = utf8_sequence(token, k, &valid, &cp);
-      auto it = len ? char_byte_.find(cp) : char_byte_.end();
-      if (it == char_byte_.end()) {
-        all = false;
-      } else {
-        mapped += static_cast<char>(it->second);
-        k += len;
-      }
-    }
-    bytes += all ? mapped : token;
+    bytes += token_bytes(id);
   }
   return utf8_lossy(bytes);
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core.hpp"
@@ -21,7 +22,10 @@ class Tokenizer {
   Tokenizer(const Tokenizer &) = delete;
   Tokenizer &operator=(const Tokenizer &) = delete;
 
-  std::vector<int32_t> encode(std::string_view text) const;
+  // The text's ids; with `spans`, also each id's byte range [first, second) in the text (an id of a
+  // word whose ids do not add up to its bytes, as with an unknown token, gets the whole word's range).
+  std::vector<int32_t> encode(std::string_view text,
+                              std::vector<std::pair<uint32_t, uint32_t>> *spans = nullptr) const;
   std::string decode(const int32_t *ids, size_t n, bool skip_special) const;
   int32_t vocab_size() const { return static_cast<int32_t>(id_to_token_.size()); }
   bool token_to_id(const std::string &token, int32_t *id) const;
@@ -47,6 +51,7 @@ class Tokenizer {
   void pre_tokenize(std::string_view text, std::vector<std::string_view> &words) const;
   void encode_word(std::string_view word, std::vector<int32_t> &out) const;
   void bpe(std::string_view word, std::vector<int32_t> &out) const;
+  std::string token_bytes(int32_t id) const;  // the bytes an id stands for (id checked by the caller)
 
   std::string path_;
   std::unordered_map<std::string, int32_t> vocab_;  // model vocabulary and added tokens

@@ -213,6 +213,20 @@ void test_the_tokenizer_merges_by_rank_and_splits_special_tokens() {
   CHECK(acre_tokenize(t, "\xFF", 1, ids, 4, &n) == ACRE_ERR_INVALID_ARGUMENT);
   CHECK(error_mentions("not valid UTF-8"));
   CHECK(acre_tokenize(t, "hello world", 11, ids, 1, &n) == ACRE_ERR_BUFFER_TOO_SMALL && n == 6);
+  // offsets: each id's byte range, in order, together covering the text (a special token too)
+  const std::string text = "hello world<|im_end|> h\xC3\xA9";
+  std::vector<int32_t> with(text.size());
+  std::vector<uint32_t> offsets(2 * text.size());
+  CHECK(acre_tokenize_offsets(t, text.data(), text.size(), with.data(), offsets.data(), with.size(), &n) ==
+        ACRE_OK);
+  with.resize(n);
+  CHECK(with == encode(t, text));
+  for (size_t i = 0; i < n; ++i)
+    CHECK(offsets[2 * i] == (i ? offsets[2 * i - 1] : 0) && offsets[2 * i + 1] > offsets[2 * i]);
+  CHECK(offsets[2 * n - 1] == text.size());
+  CHECK(acre_tokenize_offsets(t, text.data(), text.size(), with.data(), nullptr, n, &n) ==
+        ACRE_ERR_INVALID_ARGUMENT);
+  CHECK(error_mentions("offsets is NULL"));
   const int32_t bad[] = {1 << 20};
   char out[8];
   CHECK(acre_detokenize(t, bad, 1, 0, out, sizeof out, &n) == ACRE_ERR_INVALID_ARGUMENT);
