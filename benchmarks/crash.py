@@ -5,7 +5,8 @@ check what the store serves, resume the ingest, and ask.
 
 Each trial checks three things against an uninterrupted reference run on the same document:
   1. no span is served that differs from the reference (a span either reads back byte-identical,
-     or is refused by its checksum, or is not there);
+     or is refused by its checksum, or is not there); "served" is its ids (read_tokens), and its
+     K/V too (read) where the store keeps them (--codec float16 or int8; the default keeps none);
   2. ingesting again resumes (from the last checkpoint, at most one step behind the last complete
      span with the checkpoint interval used here) and ends with spans.bin byte-identical;
   3. the question is answered with the reference's answer.
@@ -48,7 +49,9 @@ def document(n: int, seed: int) -> list[int]:
 QUESTION = [40, 41, 42, 43, 44, 45]
 
 
-def _ingest(bundle: str, ids: list[int], store: str, conn: Any = None, started: Any = None) -> None:
+def _ingest(
+    bundle: str, ids: list[int], store: str, conn: Any = None, started: Any = None, codec: str | None = None
+) -> None:
     """Child: ingest (resuming if the store allows), then answer; report to `conn` if given, set
     `started` when the ingest itself begins."""
     import torch
@@ -56,7 +59,7 @@ def _ingest(bundle: str, ids: list[int], store: str, conn: Any = None, started: 
     torch.set_num_threads(1)
     from acre.runtime.session import Session
 
-    session = Session(bundle, engine="torch", checkpoint_tokens=CHECKPOINT_TOKENS)
+    session = Session(bundle, engine="torch", checkpoint_tokens=CHECKPOINT_TOKENS, codec=codec)
     if started is not None:
         started.set()
     begin = time.perf_counter()
@@ -74,9 +77,9 @@ def context() -> Any:
     return ctx
 
 
-def reference(ctx: Any, bundle: Path, ids: list[int], work: Path) -> dict[str, Any]:
+def reference(ctx: Any, bundle: Path, ids: list[int], work: Path, codec: str | None) -> dict[str, Any]:
     store = work / "reference"
-    result = _run(ctx, bundle, ids, store)
+    result = _run(ctx, bundle, ids, store, codec)
     return {
         "spans": (store / "spans.bin").read_bytes(),
         "answer": result["answer"],
@@ -84,9 +87,9 @@ def reference(ctx: Any, bundle: Path, ids: list[int], work: Path) -> dict[str, A
     }
 
 
-def _run(ctx: Any, bundle: Path, ids: list[int], store: Path) -> dict[str, Any]:
+def _run(ctx: Any, bundle: Path, ids: list[int], store: Path, codec: str | None) -> dict[str, Any]:
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_ingest, args=(str(bundle), ids, str(store), send))
+    child = ctx.Process(target=_ingest, args=(str(bundle), ids, str(store), send, None, codec))
     child.start()
     send.close()
     result = receive.recv()
@@ -95,7 +98,8 @@ def _run(ctx: Any, bundle: Path, ids: list[int], store: Path) -> dict[str, Any]:
 
 
 def served_spans(store: Path, reference_spans: bytes) -> dict[str, int]:
-    """Read every span the store offers and compare it with the reference bytes."""
+    """Read every span the store offers (its ids; its K/V too where it keeps them) and compare its
+    record with the reference bytes."""
     from acre.runtime.l2 import SpanStore, StoreError
 
     if not (store / "store.json").is_file():
@@ -106,12 +110,14 @@ def served_spans(store: Path, reference_spans: bytes) -> dict[str, int]:
     fd = os.open(store / "spans.bin", os.O_RDONLY)
     for i in range(opened.span_count):
         try:
-            span = opened.read(i)
+            start, _ = opened.read_tokens(i)
+            if opened.meta.keeps_kv:
+                opened.read(i)
         except StoreError:
             refused += 1
             continue
         raw = os.pread(fd, rb, i * rb)
-        if raw != reference_spans[i * rb : (i + 1) * rb] or span.index != i:
+        if raw != reference_spans[i * rb : (i + 1) * rb] or start != opened.starts[i]:
             wrong += 1
     count = opened.span_count
     os.close(fd)
@@ -120,12 +126,12 @@ def served_spans(store: Path, reference_spans: bytes) -> dict[str, int]:
 
 
 def trial(
-    ctx: Any, bundle: Path, ids: list[int], ref: dict[str, Any], delay: float, work: Path
+    ctx: Any, bundle: Path, ids: list[int], ref: dict[str, Any], delay: float, work: Path, codec: str | None
 ) -> dict[str, Any]:
     store = work / "store"
     shutil.rmtree(store, ignore_errors=True)
     started = ctx.Event()
-    child = ctx.Process(target=_ingest, args=(str(bundle), ids, str(store), None, started))
+    child = ctx.Process(target=_ingest, args=(str(bundle), ids, str(store), None, started, codec))
     child.start()
     started.wait(timeout=120)
     time.sleep(delay)
@@ -133,7 +139,7 @@ def trial(
     child.join()
     killed = child.exitcode == -9
     after_kill = served_spans(store, ref["spans"])
-    resumed = _run(ctx, bundle, ids, store)
+    resumed = _run(ctx, bundle, ids, store, codec)
     same_spans = (store / "spans.bin").read_bytes() == ref["spans"]
     return {
         "delay_s": round(delay, 4),
@@ -147,15 +153,17 @@ def trial(
     }
 
 
-def run_trials(bundle: Path, trials: int, seed: int, tokens: int, work: Path) -> tuple[dict, list[dict]]:
+def run_trials(
+    bundle: Path, trials: int, seed: int, tokens: int, work: Path, codec: str | None = None
+) -> tuple[dict, list[dict]]:
     ctx = context()
     ids = document(tokens, seed)
-    ref = reference(ctx, bundle, ids, work)
+    ref = reference(ctx, bundle, ids, work, codec)
     rng = np.random.default_rng(seed)
     span_tokens = 64
     results = []
     for _ in range(trials):
-        result = trial(ctx, bundle, ids, ref, float(rng.uniform(0, ref["seconds"] * 1.1)), work)
+        result = trial(ctx, bundle, ids, ref, float(rng.uniform(0, ref["seconds"] * 1.1)), work, codec)
         spans = result["spans_after_kill"]
         behind = result["resumed_from_token"]
         # resumed at most one checkpoint interval before the last complete span on disk
@@ -163,7 +171,8 @@ def run_trials(bundle: Path, trials: int, seed: int, tokens: int, work: Path) ->
             behind is None or behind >= spans * span_tokens - CHECKPOINT_TOKENS - 16
         )
         results.append(result)
-    header = {"tokens": tokens, "seed": seed, "trials": trials, "reference_seconds": round(ref["seconds"], 3)}
+    header = {"tokens": tokens, "seed": seed, "trials": trials, "codec": codec or "session default"}
+    header["reference_seconds"] = round(ref["seconds"], 3)
     return header, results
 
 
@@ -186,13 +195,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokens", type=int, default=3000)
+    parser.add_argument(
+        "--codec", choices=["none", "float16", "int8"], help="L2 codec (default: the session's)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "crash.jsonl")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="acre-crash-") as tmp:
         work = Path(tmp)
         bundle = tiny_bundle(work)
         started = time.perf_counter()
-        header, results = run_trials(bundle, args.trials, args.seed, args.tokens, work)
+        header, results = run_trials(bundle, args.trials, args.seed, args.tokens, work, args.codec)
     header.update(summary(results), seconds=round(time.perf_counter() - started, 1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:
