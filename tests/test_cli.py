@@ -68,12 +68,22 @@ def test_profile_reports_pot_index_l2_and_rss_as_json(tiny_bundle, capsys):
     assert report["peak_rss_bytes"] > report["pot_bytes"]
 
 
-def test_profile_checks_a_budget(tiny_bundle, capsys):
-    assert (
-        acre_main(["profile", str(tiny_bundle), "--engine", "onnx", "--tokens", "300", "--budget", "1KB"])
-        == 0
-    )
-    assert "pot OVER" in capsys.readouterr().out
+def test_profile_predicts_the_whole_process_and_checks_a_budget_against_it(tiny_bundle, capsys):
+    args = ["profile", str(tiny_bundle), "--engine", "executorch", "--tokens", "300"]
+    assert acre_main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    parts = report["predicted"]
+    assert set(parts) == {"runtime", "program", "pot", "span index", "document", "transient"}
+    assert report["predicted_peak_bytes"] == sum(parts.values())
+    assert report["measured"]["runtime"] == parts["runtime"] > 0 and parts["program"] > 0
+    assert report["peak_rss_bytes"] >= parts["runtime"] + parts["program"]
+    roomy = report["predicted_peak_bytes"] + report["peak_rss_bytes"]
+    assert acre_main([*args, "--budget", f"{roomy}B"]) == 0
+    assert ": fits" in capsys.readouterr().out
+    # a budget below what the runtime and program hold fits no pot: the smallest that fits is named
+    assert acre_main([*args, "--budget", "1KB"]) == 1
+    out = capsys.readouterr().out
+    assert "OVER" in out and "smallest budget that fits is" in out
 
 
 def test_non_utf8_context_is_a_clear_error(tiny_bundle, tmp_path, capsys):

@@ -130,15 +130,18 @@ def format_sources(session: Session) -> str:
 
 def profile(args: argparse.Namespace) -> int:
     from acre.runtime.profiler import format_profile, measure
-    from acre.runtime.session import Session
 
     if args.tokens < 1:
         raise InputError("--tokens must be positive")
     budget = parse_bytes(args.budget) if args.budget else None
-    report = measure(Session(args.bundle, engine=args.engine, policy=args.policy), args.tokens)
-    if budget:
-        report["budget_bytes"] = budget
-    print(json.dumps(report, indent=2) if args.json else format_profile(report, budget))
+    report = measure(args.bundle, args.tokens, engine=args.engine, policy=args.policy)
+    if args.json:
+        report = {k: v for k, v in report.items() if k != "shape"} | {"budget_bytes": budget}
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_profile(report, budget))
+    over = budget is not None and max(report["peak_rss_bytes"], report["predicted_peak_bytes"]) > budget
+    return 1 if over else 0
     return 0
 
 
@@ -187,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(handler=chat)
     p = sub.add_parser("profile", parents=[common], help="memory report for a document of N tokens")
     p.add_argument("--tokens", type=int, required=True)
-    p.add_argument("--budget", help="RAM budget for the pot, e.g. 48MB, to check against")
+    p.add_argument(
+        "--budget", help="RAM for the whole process, e.g. 300MB: does it fit, and if not, what pot would"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=profile)
     args = parser.parse_args(argv)

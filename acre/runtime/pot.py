@@ -83,9 +83,9 @@ class Pot:
         delta = positions - self.positions[slots]
         moved = delta != 0
         if moved.any():
-            chosen = slots[moved]
-            keys = self.k[:, :, chosen].astype(np.float32)
-            self.k[:, :, chosen] = rotate(keys, delta[moved], self.inv_freq)
+            chosen, by = slots[moved], delta[moved]
+            for layer in self.k:  # a layer at a time: the temporaries stay a layer's size, not the pot's
+                layer[:, chosen] = rotate(layer[:, chosen].astype(np.float32), by, self.inv_freq)
             self.positions[chosen] = positions[moved]
 
     def unrotated(self, layers: list[int], slots: np.ndarray) -> np.ndarray:

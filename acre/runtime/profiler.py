@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import resource
 import tempfile
 import time
 from typing import Any
 
+import numpy as np
+
 from acre.budget import slot_bytes
 from acre.haystack import passkey_document
+from acre.memory import SessionShape, fit_pot, peak_resident_bytes, predict, resident_bytes
+from acre.runtime.engines import StepInputs
 from acre.runtime.session import Session
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def session_profile(session: Session) -> dict[str, Any]:
@@ -39,12 +38,49 @@ def session_profile(session: Session) -> dict[str, Any]:
         "l2_read_seconds_last_question": round(session.last.read_s, 6),
         "spans_refilled_last_question": len(session.last.spans),
         "program_bytes": (session.bundle.root / program).stat().st_size if program else 0,
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": peak_resident_bytes(),
     }
 
 
-def measure(session: Session, tokens: int, question: str = "What is the pass key?") -> dict[str, Any]:
-    """Ingest a synthetic `tokens`-token document, ask one question, and profile the session."""
+def session_shape(session: Session) -> SessionShape:
+    return SessionShape(
+        geometry=session.geometry,
+        pot_slots=session.pot.capacity,
+        kv_dtype=session.bundle.kv_dtype,
+        chunk=session.chunk,
+        span_tokens=session.span_tokens,
+        reps=session.reps,
+        probe_layers=len(session.probe_layers),
+        refill_slots=session.layout.refill,
+        reuse=session.policy.refill_mode == "reuse",
+    )
+
+
+def open_measured(bundle: Any, engine: str = "auto", policy: str = "acre") -> tuple[Session, int, int]:
+    """A session, with what the runtime and the program hold before any document: the program is
+    measured after one prefill step (the backend allocates its workspace on the first run)."""
+    runtime = resident_bytes()
+    session = Session(bundle, engine=engine, policy=policy)
+    pot, rows = session.pot, session.chunk
+    warm = StepInputs(
+        np.zeros(rows, np.int64), np.arange(rows), pot.k, pot.v, pot.mask, np.zeros(1, np.int64)
+    )
+    session.engine.step(warm)  # reads the empty pot: its pages stay unwritten, so not yet resident
+    return session, runtime, resident_bytes() - runtime
+
+
+def measure(
+    bundle: Any,
+    tokens: int,
+    engine: str = "auto",
+    policy: str = "acre",
+    question: str = "What is the pass key?",
+) -> dict[str, Any]:
+    """Predict the peak RSS for a synthetic `tokens`-token document, then ingest it, ask one
+    question, and measure: the prediction uses only what was known before the document."""
+    session, runtime, program = open_measured(bundle, engine, policy)
+    shape = session_shape(session)
+    plan = predict(shape, runtime, program, tokens)
     document = passkey_document(session.tokenizer, tokens, 0.5, "72904")
     with tempfile.TemporaryDirectory(prefix="acre-profile-") as store:
         started = time.perf_counter()
@@ -58,8 +94,35 @@ def measure(session: Session, tokens: int, question: str = "What is the pass key
         answer_s=round(time.perf_counter() - started, 2),
         answer=answer,
         answer_correct="72904" in answer,
+        predicted=plan.parts,
+        predicted_peak_bytes=plan.total,
+        measured={
+            "runtime": runtime,
+            "program": program,
+            "pot": session.pot.nbytes,
+            "span index": report["index_bytes"],
+        },
+        shape=shape,
     )
     return report
+
+
+def budget_verdict(report: dict[str, Any], budget: int) -> str:
+    """Whether the whole process fits `budget`, and if not, the pot that would (or the smallest budget)."""
+    peak = max(report["peak_rss_bytes"], report["predicted_peak_bytes"])
+    if peak <= budget:
+        return f"{_mib(budget)}: fits (peak {_mib(peak)}, predicted or measured, the larger)"
+    measured = report["measured"]
+    try:
+        slots = fit_pot(
+            report["shape"], measured["runtime"], measured["program"], report["document_tokens"], budget
+        )
+    except Exception as exc:  # InputError: no pot fits; it names the smallest budget
+        return f"{_mib(budget)}: OVER by {_mib(peak - budget)}; {exc}"
+    return (
+        f"{_mib(budget)}: OVER by {_mib(peak - budget)}; a {slots:,}-slot pot would fit "
+        f"(acre-export --pot {slots})"
+    )
 
 
 def _mib(n: int) -> str:
@@ -88,10 +151,19 @@ def format_profile(report: dict[str, Any], budget_bytes: int | None = None) -> s
             f" in {report.get('l2_read_seconds_last_question', 0) * 1e3:.2f} ms",
         ),
         ("program file", _mib(report["program_bytes"]) if report["program_bytes"] else "eager (torch)"),
-        ("peak RSS (process)", _mib(report["peak_rss_bytes"])),
     ]
+    if "predicted" not in report:
+        rows.append(("peak RSS (process)", _mib(report["peak_rss_bytes"])))
+    else:
+        rows.append(("whole process, predicted", _mib(report["predicted_peak_bytes"])))
+        measured = report["measured"]
+        for part, value in report["predicted"].items():
+            seen = f" (measured {_mib(measured[part])})" if part in measured else ""
+            rows.append((f"  {part}", _mib(value) + seen))
+        error = report["predicted_peak_bytes"] / report["peak_rss_bytes"] - 1
+        measured_peak = f"{_mib(report['peak_rss_bytes'])} (predicted {error:+.1%})"
+        rows.append(("whole process, measured", measured_peak))
     if budget_bytes:
-        verdict = "fits" if report["pot_bytes"] <= budget_bytes else "OVER"
-        rows.append(("budget (pot)", f"{_mib(budget_bytes)}: pot {verdict}"))
+        rows.append(("budget (whole process)", budget_verdict(report, budget_bytes)))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
