@@ -8,6 +8,7 @@ import pytest
 from acre.errors import InputError
 from acre.runtime.pot import SlotKind
 from acre.runtime.sampling import sample
+from acre.runtime.selection import choose_and_say_why, choose_spans, core_spans
 from acre.runtime.session import DOCUMENT_KINDS as DOC_KINDS
 from acre.runtime.session import Session
 
@@ -190,6 +191,32 @@ def test_later_turns_see_the_earlier_ones_and_select_with_the_last(chatting, mon
     assert chatting.last.notices == [] and "shelf 3" not in chatting.tokenizer.decode(seen[0])
     assert chatting.tokenizer.decode(seen[1]) == rendered  # the answer is made with all of it
     assert [(t.question, t.answer) for t in chatting.dialogue.turns][-1] == ("Blue box?", answer)
+
+
+def test_a_follow_up_refills_the_spans_the_turn_before_was_about(chatting):
+    list(chatting.chat(QUESTION, max_new_tokens=2))
+    first = chatting.last.cores
+    assert first and chatting.dialogue.cores == first
+    list(chatting.chat("And then?", max_new_tokens=2))
+    budget = chatting.layout.refill // chatting.span_tokens
+    kept = [span for span in first if span in chatting.last.spans]
+    assert len(kept) >= min(len(first), budget // 2)  # up to half the refill budget is theirs
+    assert set(kept) <= set(chatting.last.cores)  # and they stay what the dialogue is about
+    # a plain question carries nothing
+    list(chatting.ask("And then?", max_new_tokens=2))
+    assert chatting.last.cores == core_spans(
+        chatting.last.span_scores, budget, chatting.policy.mass, chatting.policy.min_spans
+    )
+
+
+def test_carried_spans_take_up_to_half_the_budget_before_any_neighbour():
+    scores = np.array([0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    assert choose_and_say_why(scores, 4, 0.9, 1, 1) == ([0, 1, 2, 8], [1, 8])
+    # two slots kept for the carried: the cores are cut to two, their neighbours wait
+    assert choose_and_say_why(scores, 4, 0.9, 1, 1, carried=[6, 3, 5]) == ([0, 1, 3, 6], [1, 6, 3])
+    # a carried span that is a core or a neighbour takes no room of its own
+    assert choose_and_say_why(scores, 4, 0.9, 1, 1, carried=[1]) == ([0, 1, 2, 8], [1, 8])
+    assert choose_spans(scores, 4, 0.9, 1, 1, carried=[42]) == [0, 1, 2, 8]  # not a span: ignored
 
 
 def test_the_oldest_turns_are_dropped_when_the_dialogue_outgrows_its_region(chatting):

@@ -4,7 +4,9 @@ The document is ingested once, as the start of the first user message. A turn's 
 template rendered after the document: the kept turns (question, answer), then the new question.
 The question region of the pot is bounded, so when the dialogue outgrows it the oldest turns are
 dropped, for good, and the user is told. Spans are selected with the new question and the turn
-before it (what a follow-up such as "and when did it change?" refers to), not the whole dialogue.
+before it (what a follow-up such as "and when did it change?" refers to), not the whole dialogue,
+and the spans the turn before was about are refilled again while there is room: a follow-up that
+names nothing ("what happened after that?") still sees the passage the dialogue is on.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Dialogue:
     suffix: str  # closes a question (the template's end of user turn + start of assistant turn)
     turns: list[Turn] = field(default_factory=list)  # the kept turns, oldest first
     dropped: int = 0  # how many turns were dropped so far (they are numbered from 1)
+    cores: list[int] = field(default_factory=list)  # the spans the last kept turn was about
 
     def render(self, tokenizer: Any, turns: list[Turn], question: str) -> list[int]:
         """Token ids of `turns` and then `question`, as they follow the document in the prompt."""
@@ -66,8 +69,10 @@ class Dialogue:
         selection = self.render(tokenizer, kept[-1:], question) if kept else ids
         return ids, selection, drop, notices
 
-    def add(self, question: str, answer: str, drop: int = 0) -> None:
-        """Record a turn that was asked, after dropping the `drop` oldest turns (from `fit`)."""
+    def add(self, question: str, answer: str, drop: int = 0, cores: list[int] | None = None) -> None:
+        """Record a turn that was asked, and the spans it was about, after dropping the `drop`
+        oldest turns (from `fit`)."""
         del self.turns[:drop]
         self.dropped += drop
         self.turns.append(Turn(question, answer))
+        self.cores = list(cores or [])

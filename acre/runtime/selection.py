@@ -76,13 +76,10 @@ def combine_scores(
     return total if len(parts) == 1 else total / len(parts)
 
 
-def choose_spans(scores: np.ndarray, budget: int, mass: float, min_spans: int, neighbors: int) -> list[int]:
-    """The spans to refill, in document order.
-
-    Dynamic cut-off by score density: rank the spans with a positive score (ties: lower index first),
-    take the fewest whose running sum reaches `mass` of their total, at least `min_spans`, at most
-    `budget`. Each chosen span then brings its neighbours (1 before, 1 after, 2 before, ...) while
-    the budget lasts."""
+def core_spans(scores: np.ndarray, budget: int, mass: float, min_spans: int) -> list[int]:
+    """The spans a question is about, best first: the fewest of the positive-scored spans (ranked,
+    ties: lower index first) whose running sum reaches `mass` of their total, at least `min_spans`,
+    at most `budget`."""
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
     order = order[scores[order] > 0]
@@ -90,13 +87,51 @@ def choose_spans(scores: np.ndarray, budget: int, mass: float, min_spans: int, n
         return []
     cumulative = np.cumsum(scores[order])  # sequential: reproducible in any language
     count = int(np.searchsorted(cumulative / cumulative[-1], mass, side="left")) + 1
-    count = min(max(count, min_spans), budget, len(order))
+    return order[: min(max(count, min_spans), budget, len(order))].tolist()
+
+
+def choose_spans(
+    scores: np.ndarray,
+    budget: int,
+    mass: float,
+    min_spans: int,
+    neighbors: int,
+    carried: list[int] | tuple[int, ...] = (),
+) -> list[int]:
+    """The spans to refill, in document order (see `choose_and_say_why`)."""
+    return choose_and_say_why(scores, budget, mass, min_spans, neighbors, carried)[0]
+
+
+def choose_and_say_why(
+    scores: np.ndarray,
+    budget: int,
+    mass: float,
+    min_spans: int,
+    neighbors: int,
+    carried: list[int] | tuple[int, ...] = (),
+) -> tuple[list[int], list[int]]:
+    """(the spans to refill in document order, the spans the question is about). The core spans
+    (dynamic cut-off by score density) each bring their neighbours (1 before, 1 after, 2 before,
+    ...) while the budget lasts. Up to half the budget goes first to the `carried` spans, those the
+    turn before in a dialogue was about, so that a follow-up naming nothing still sees its passage;
+    what they leave goes to more neighbours. The question is about the cores and carried refilled."""
+    carried = [c for c in dict.fromkeys(carried) if 0 <= c < len(scores)]
+    reserve = min(len(carried), budget // 2)
+    cores = core_spans(scores, budget - reserve, mass, min_spans)
+    carried = [c for c in carried if c not in cores][:reserve]
     chosen: list[int] = []
-    for span in order[:count].tolist():
-        for near in [span] + [span + d for r in range(1, neighbors + 1) for d in (-r, r)]:
-            if len(chosen) < budget and 0 <= near < len(scores) and near not in chosen:
-                chosen.append(near)
-    return sorted(chosen)
+
+    def add_neighbourhoods(limit: int) -> None:
+        for span in cores:
+            for near in [span] + [span + d for r in range(1, neighbors + 1) for d in (-r, r)]:
+                if len(chosen) < limit and 0 <= near < len(scores) and near not in chosen:
+                    chosen.append(near)
+
+    add_neighbourhoods(budget - len(carried))
+    brought = [c for c in carried if c not in chosen]
+    chosen += brought
+    add_neighbourhoods(budget)
+    return sorted(chosen), [c for c in cores + carried if c in chosen]
 
 
 def refill_placement(

@@ -38,7 +38,7 @@ from acre.runtime.malloc import fix_mmap_threshold
 from acre.runtime.policies import CATALYST, Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind, rotate
 from acre.runtime.sampling import sample
-from acre.runtime.selection import choose_spans, combine_scores, refill_placement
+from acre.runtime.selection import choose_and_say_why, combine_scores, refill_placement
 from acre.runtime.sources import Source, SourceMap
 from acre.runtime.span_index import SpanIndex
 from acre.runtime.tokenizer import BundleTokenizer
@@ -86,6 +86,8 @@ class QuestionStats:
     """What the last question cost and chose (for the profiler, the benchmarks and the tests)."""
 
     spans: list[int] = field(default_factory=list)
+    # the spans the question is about: its core spans (no neighbours) and those carried from the turn before
+    cores: list[int] = field(default_factory=list)
     span_scores: np.ndarray | None = None
     bytes_read: int = 0
     read_s: float = 0.0  # wall time spent reading (and checking) the chosen spans from L2
@@ -487,14 +489,17 @@ class Session:
         answer: list[str] = []
         before = self.last
         try:
-            tokens = self.generate(ids, max_new_tokens, temperature, top_p, seed, selection_ids=selection)
+            carried = self.dialogue.cores if drop < len(self.dialogue.turns) else []
+            tokens = self.generate(
+                ids, max_new_tokens, temperature, top_p, seed, selection_ids=selection, carried=carried
+            )
             for piece in self._pieces(tokens, answer):
                 self.last.notices = notices
                 yield piece
         finally:
             if self.last is not before:  # generate began (its checks passed): the turn was asked
                 self.last.notices = notices
-                self.dialogue.add(question, "".join(answer), drop)
+                self.dialogue.add(question, "".join(answer), drop, self.last.cores)
 
     def _pieces(self, tokens: Iterator[int], text_out: list[str]) -> Iterator[str]:
         """Answer token ids as text pieces (appended to `text_out` as well)."""
@@ -517,9 +522,11 @@ class Session:
         seed: int | None = None,
         selection_ids: list[int] | None = None,
         stop_at_eos: bool = True,
+        carried: list[int] | None = None,
     ) -> Iterator[int]:
         """Stream answer token ids (stop tokens excluded) for already-tokenized question ids.
-        `selection_ids` (default: the question ids) are what spans are selected with; without
+        `selection_ids` (default: the question ids) are what spans are selected with, `carried`
+        spans are refilled too while there is room (chat: what the turn before was about); without
         `stop_at_eos` it decodes max_new_tokens whatever comes (speed benchmarks)."""
         if not self.document_ids:
             raise InputError("no document ingested; call ingest() or open_document() first")
@@ -536,7 +543,7 @@ class Session:
         logits, (attention, queries) = self._prefill(probe)
         if refills and self.store:
             read_before = self.store.bytes_read
-            spans = self._select_spans(attention, queries, probe)
+            spans = self._select_spans(attention, queries, probe, carried or [])
             self.last.sources = self.sources_of(spans)
             self.pot.clear(self.slots_of(SlotKind.QUESTION))  # refilled spans must not see the question
             self._refill(spans)
@@ -570,10 +577,12 @@ class Session:
         self.pot.mask[stored] = True
         self._compact()
 
-    def _select_spans(self, attention: np.ndarray, queries: np.ndarray, question_ids: list[int]) -> list[int]:
+    def _select_spans(
+        self, attention: np.ndarray, queries: np.ndarray, question_ids: list[int], carried: list[int]
+    ) -> list[int]:
         """Score spans by (a) question attention on their L1 entries, (b) probe queries against the
         span index and (c) BM25 of the question's token ids; keep the best ones by a dynamic
-        cut-off, in document order."""
+        cut-off, with the `carried` ones, in document order."""
         assert self.store is not None
         policy, n_spans, s = self.policy, self.store.span_count, self.span_tokens
         attention_mass = index_z = None
@@ -601,7 +610,9 @@ class Session:
                 scores[span] = 0.0
         self.last.span_scores = scores
         budget = self.layout.refill // s
-        self.last.spans = choose_spans(scores, budget, policy.mass, policy.min_spans, policy.neighbors)
+        self.last.spans, self.last.cores = choose_and_say_why(
+            scores, budget, policy.mass, policy.min_spans, policy.neighbors, carried
+        )
         return self.last.spans
 
     def _refill(self, spans: list[int]) -> None:
