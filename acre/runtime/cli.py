@@ -129,7 +129,7 @@ def format_sources(session: Session) -> str:
 
 
 def profile(args: argparse.Namespace) -> int:
-    from acre.runtime.profiler import format_profile, measure
+    from acre.runtime.profiler import format_profile, measure, whole_process_peak
 
     if args.tokens < 1:
         raise InputError("--tokens must be positive")
@@ -140,9 +140,7 @@ def profile(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_profile(report, budget))
-    over = budget is not None and max(report["peak_rss_bytes"], report["predicted_peak_bytes"]) > budget
-    return 1 if over else 0
-    return 0
+    return 1 if budget is not None and whole_process_peak(report) > budget else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,9 +83,10 @@ class Pot:
         delta = positions - self.positions[slots]
         moved = delta != 0
         if moved.any():
-            chosen, by = slots[moved], delta[moved]
+            chosen = slots[moved]
+            cos, sin = rotation(delta[moved], self.inv_freq)  # once for every layer
             for layer in self.k:  # a layer at a time: the temporaries stay a layer's size, not the pot's
-                layer[:, chosen] = rotate(layer[:, chosen].astype(np.float32), by, self.inv_freq)
+                layer[:, chosen] = rotated(layer[:, chosen].astype(np.float32), cos, sin)
             self.positions[chosen] = positions[moved]
 
     def unrotated(self, layers: list[int], slots: np.ndarray) -> np.ndarray:
@@ -96,10 +97,19 @@ class Pot:
 
 def rotate(keys: np.ndarray, by: np.ndarray, inv_freq: np.ndarray) -> np.ndarray:
     """RoPE rotation of keys [..., n, D] by `by[n]` positions, in the half-split layout of acre.step
-    (rotations compose: R(a) R(b) = R(a + b)). Angles in float64, so that a slot moved many times
-    carries no drift from the angles, only the storage dtype's rounding of each result."""
+    (rotations compose: R(a) R(b) = R(a + b))."""
+    return rotated(keys, *rotation(by, inv_freq))
+
+
+def rotation(by: np.ndarray, inv_freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin [n, D/2] of a rotation by `by[n]` positions. Angles in float64, so that a slot
+    moved many times carries no drift from the angles, only the storage dtype's rounding of each
+    result."""
     angles = np.asarray(by, dtype=np.float64)[:, None] * inv_freq  # [n, D/2]
-    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def rotated(keys: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     half = keys.shape[-1] // 2
     first, second = keys[..., :half], keys[..., half:]
     return np.concatenate((first * cos - second * sin, second * cos + first * sin), axis=-1)

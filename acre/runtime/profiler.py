@@ -6,12 +6,10 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
-
 from acre.budget import slot_bytes
+from acre.errors import InputError
 from acre.haystack import passkey_document
 from acre.memory import SessionShape, fit_pot, peak_resident_bytes, predict, resident_bytes
-from acre.runtime.engines import StepInputs
 from acre.runtime.session import Session
 
 
@@ -61,11 +59,7 @@ def open_measured(bundle: Any, engine: str = "auto", policy: str = "acre") -> tu
     measured after one prefill step (the backend allocates its workspace on the first run)."""
     runtime = resident_bytes()
     session = Session(bundle, engine=engine, policy=policy)
-    pot, rows = session.pot, session.chunk
-    warm = StepInputs(
-        np.zeros(rows, np.int64), np.arange(rows), pot.k, pot.v, pot.mask, np.zeros(1, np.int64)
-    )
-    session.engine.step(warm)  # reads the empty pot: its pages stay unwritten, so not yet resident
+    session._step([0] * session.chunk, 0)  # reads the empty pot: its pages stay unwritten, not resident
     return session, runtime, resident_bytes() - runtime
 
 
@@ -107,9 +101,14 @@ def measure(
     return report
 
 
+def whole_process_peak(report: dict[str, Any]) -> int:
+    """What a budget is held to: the larger of the predicted and the measured peak."""
+    return max(report["peak_rss_bytes"], report["predicted_peak_bytes"])
+
+
 def budget_verdict(report: dict[str, Any], budget: int) -> str:
     """Whether the whole process fits `budget`, and if not, the pot that would (or the smallest budget)."""
-    peak = max(report["peak_rss_bytes"], report["predicted_peak_bytes"])
+    peak = whole_process_peak(report)
     if peak <= budget:
         return f"{_mib(budget)}: fits (peak {_mib(peak)}, predicted or measured, the larger)"
     measured = report["measured"]
@@ -117,7 +116,7 @@ def budget_verdict(report: dict[str, Any], budget: int) -> str:
         slots = fit_pot(
             report["shape"], measured["runtime"], measured["program"], report["document_tokens"], budget
         )
-    except Exception as exc:  # InputError: no pot fits; it names the smallest budget
+    except InputError as exc:  # no pot fits; it names the smallest budget
         return f"{_mib(budget)}: OVER by {_mib(peak - budget)}; {exc}"
     return (
         f"{_mib(budget)}: OVER by {_mib(peak - budget)}; a {slots:,}-slot pot would fit "

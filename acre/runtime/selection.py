@@ -128,8 +128,7 @@ def choose_and_say_why(
                     chosen.append(near)
 
     add_neighbourhoods(budget - len(carried))
-    brought = [c for c in carried if c not in chosen]
-    chosen += brought
+    chosen += [c for c in carried if c not in chosen]
     add_neighbourhoods(budget)
     return sorted(chosen), [c for c in cores + carried if c in chosen]
 
