@@ -179,8 +179,10 @@ def _check_fields(m: dict[str, Any]) -> None:
     if sorted({h[0] for h in heads}) != step["probe_layers"]:
         raise ValueError("step.probe_layers must be the layers of the signal heads")
     freq = step["rope_inv_freq"]
-    if not isinstance(freq, list) or len(freq) != g["head_dim"] // 2 or not all(
-        type(f) in (int, float) and f > 0 for f in freq
+    if (
+        not isinstance(freq, list)
+        or len(freq) != g["head_dim"] // 2
+        or not all(type(f) in (int, float) and f > 0 for f in freq)
     ):
         raise ValueError("step.rope_inv_freq must be head_dim / 2 positive numbers")
     programs = m["programs"]

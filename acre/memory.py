@@ -123,7 +123,7 @@ def fit_pot(shape: SessionShape, runtime: int, program: int, tokens: int, budget
     window = shape.geometry.window - shape.chunk
     slots = min(slots, window - window % SLOT_ALIGN)
     if slots < MIN_SLOTS:
-        smallest = predict(shape, runtime, program, tokens, slots=MIN_SLOTS).total
+        smallest = smallest_budget(shape, runtime, program, tokens)
         raise InputError(
             f"a budget of {budget / MIB:,.0f} MiB does not fit a {tokens:,}-token document: the runtime "
             f"({runtime / MIB:,.0f} MiB), the program ({program / MIB:,.0f} MiB) and the document's indexes "
@@ -131,3 +131,8 @@ def fit_pot(shape: SessionShape, runtime: int, program: int, tokens: int, budget
             f"budget that fits is {-(-smallest // MIB):,} MiB"
         )
     return int(slots)
+
+
+def smallest_budget(shape: SessionShape, runtime: int, program: int, tokens: int) -> int:
+    """The least whole-process RAM a `tokens`-long document runs in: the smallest pot acre lays out."""
+    return predict(shape, runtime, program, tokens, slots=MIN_SLOTS).total

@@ -188,9 +188,7 @@ class StepModel(nn.Module):
         idx = torch.arange(c, device=tokens.device)
         causal = (idx.unsqueeze(0) <= idx.unsqueeze(1)).repeat(groups, 1)  # [G*C, C] row sees up to itself
         causal_bias = torch.zeros(causal.shape, dtype=torch.float32).masked_fill(~causal, float("-inf"))
-        pot_bias = torch.zeros(pot_mask.shape, dtype=torch.float32).masked_fill(
-            pot_mask == 0, float("-inf")
-        )
+        pot_bias = torch.zeros(pot_mask.shape, dtype=torch.float32).masked_fill(pot_mask == 0, float("-inf"))
 
         h = self.model.embed_tokens(tokens)
         ks, vs, qs = [], [], []

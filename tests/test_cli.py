@@ -9,7 +9,6 @@ import pytest
 from acre.budget import parse_bytes, slot_bytes, slots_for_budget
 from acre.bundle import Bundle
 from acre.errors import InputError
-from acre.exporter.cli import main as export_main
 from acre.runtime.cli import main as acre_main
 
 DOC = "The sun is yellow. The pass key is 67890. Here we go, there and back again. " * 30
@@ -110,23 +109,6 @@ def test_budget_picks_the_pot_and_refuses_what_cannot_run(tiny_checkpoint):
         slots_for_budget(g, 10_000)
     with pytest.raises(InputError, match="cannot read the budget"):
         parse_bytes("lots")
-
-
-def test_export_with_a_budget_too_small_fails_clearly(tiny_checkpoint_dir, tmp_path, capsys):
-    code = export_main(
-        [
-            "--target",
-            "onnx",
-            "--model",
-            str(tiny_checkpoint_dir),
-            "--budget",
-            "10KB",
-            "--out",
-            str(tmp_path / "b"),
-        ]
-    )
-    assert code == 2 and "at least 256" in capsys.readouterr().err
-    assert not (tmp_path / "b").exists()
 
 
 def test_store_on_a_file_is_a_clear_error_not_a_traceback(tiny_bundle, tmp_path, capsys):

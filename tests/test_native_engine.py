@@ -157,8 +157,9 @@ def half_bundle(tiny_checkpoint_dir, tmp_path_factory) -> Path:
     from acre.exporter.export import export_bundle
 
     out = tmp_path_factory.mktemp("half") / "b"
-    return export_bundle(out, ["android"], str(tiny_checkpoint_dir), chunk=16, pot=64, quantize="fp32",
-                         kv_dtype="float16")
+    return export_bundle(
+        out, ["android"], str(tiny_checkpoint_dir), chunk=16, pot=64, quantize="fp32", kv_dtype="float16"
+    )
 
 
 def test_a_float16_pot_runs_on_the_core(half_bundle):

@@ -33,7 +33,7 @@ UNICODE = "\n".join(
         "Breaks:\u2028line\u2029para\u0085nel\u000bvt\u000cff\r\ncrlf\t\ttabs   three  two \n\n\n",
         "Odd: zero\u200bwidth\u200cnon\u200djoiner\u2060wj\ufeffbom\u180emongolian\u00adshy",
         "Contractions: I'm you're he'll she'd we've it's THEY'RE Don'T o'clock ''quoted''",
-        "Code: def f(x):\n    return x**2 + 0x1F  # comment\n\tif a != b: print(f\"{a!r}\")",
+        'Code: def f(x):\n    return x**2 + 0x1F  # comment\n\tif a != b: print(f"{a!r}")',
         "Numbers: 3.14159 1,000,000 2024-12-01 +1-555-0100 12345678901234567890",
         "Special: <|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<|endoftext|><|im_end",
         "   leading spaces and trailing   ",

@@ -21,7 +21,7 @@ TEXTS = [
 ]
 DIALOGUE = [
     {"role": "user", "content": "A document.\n\nWhere is the key?"},
-    {"role": "assistant", "content": "Under the <b>mat</b> & \"rug\"."},
+    {"role": "assistant", "content": 'Under the <b>mat</b> & "rug".'},
     {"role": "user", "content": "And the lock?"},
 ]
 

@@ -7,9 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from acre.budget import parse_bytes
 from acre.bundle import KV_DTYPES
-from acre.errors import AcreError
+from acre.errors import AcreError, InputError
 from acre.exporter.export import DEFAULT_CHUNK, DEFAULT_POT, TARGETS, export_bundle
+from acre.exporter.fit import DEFAULT_DOCUMENT_TOKENS, export_within_budget
 from acre.exporter.quantize import DEFAULT_SCHEME, SCHEMES
 from acre.logs import quiet_libraries
 
@@ -22,11 +24,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("bundle"), help="bundle directory to write")
     parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="prefill chunk length C")
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument(
+    parser.add_argument(
         "--pot", type=int, default=None, help=f"pot capacity P in slots (default {DEFAULT_POT})"
     )
-    size.add_argument("--budget", help="RAM for the pot (K/V working set), e.g. 48MB: picks P")
+    parser.add_argument(
+        "--budget",
+        help="RAM for the whole process, e.g. 300MB: the export measures its program and keeps the pot, "
+        "K/V dtype and weights asked for as far as they fit, else gives up the least that fits, or "
+        "refuses naming the smallest budget (one target: android or onnx)",
+    )
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=DEFAULT_DOCUMENT_TOKENS,
+        help=f"with --budget: the longest document the app ingests (default {DEFAULT_DOCUMENT_TOKENS:,})",
+    )
     parser.add_argument(
         "--quantize",
         choices=list(SCHEMES),
@@ -37,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kv-dtype",
         choices=list(KV_DTYPES),
-        default="float32",
+        default=None,
         help="the pot's keys and values; float16 halves the pot's RAM for the Python, ONNX and Core ML "
-        "runtimes, but ExecuTorch's Java API (android_demo) has no float16 tensors",
+        "runtimes, but ExecuTorch's Java API (android_demo) has no float16 tensors (default float32; "
+        "under --budget float16 if only that fits, onnx only)",
     )
     args = parser.parse_args(argv)
     # acre's own progress at INFO; other libraries (torchao lists its optional CUDA kernels) at WARNING
@@ -48,16 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     targets = list(TARGETS) if args.target == "all" else [args.target]
     try:
-        out = export_bundle(
-            args.out,
-            targets,
-            args.model,
-            chunk=args.chunk,
-            pot=args.pot,
-            budget=args.budget,
-            quantize=args.quantize,
-            kv_dtype=args.kv_dtype,
-        )
+        options = {"chunk": args.chunk, "pot": args.pot, "quantize": args.quantize}
+        if args.budget is None:
+            out = export_bundle(args.out, targets, args.model, kv_dtype=args.kv_dtype or "float32", **options)
+        elif len(targets) != 1:
+            raise InputError("--budget fits one target's program; name one (android or onnx)")
+        else:
+            budget = parse_bytes(args.budget)
+            out = export_within_budget(
+                args.out, targets[0], args.model, budget, args.tokens, kv_dtype=args.kv_dtype, **options
+            )
     except AcreError as exc:
         print(f"acre-export: error: {exc}", file=sys.stderr)
         return 2

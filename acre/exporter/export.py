@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 import acre
-from acre.budget import parse_bytes, slots_for_budget
 from acre.bundle import KV_DTYPES, TOKENIZER_DIR, file_entries, write_manifest
 from acre.errors import InputError
 from acre.exporter.calibrate import find_retrieval_heads
@@ -83,11 +82,10 @@ def export_bundle(
     chunk: int = DEFAULT_CHUNK,
     pot: int | None = None,
     signal_heads: list[tuple[int, int]] | None = None,
-    budget: str | None = None,
     quantize: str | None = None,
     kv_dtype: str = "float32",
 ) -> Path:
-    """Write a bundle to `out`. `budget` (e.g. "48MB") picks the pot size instead of `pot`;
+    """Write a bundle to `out` (acre/exporter/fit.py fits one to a whole-process RAM budget);
     `signal_heads` overrides the calibrated retrieval heads; `quantize` names the ExecuTorch program's
     weight scheme (acre.exporter.quantize.SCHEMES; default: what a phone should run); `kv_dtype`
     ("float32" or "float16") is the pot's K/V type on every target: fp16 halves the pot's RAM."""
@@ -100,10 +98,6 @@ def export_bundle(
     if quantize is not None:
         check_scheme(quantize)  # before the checkpoint loads: a typo should not cost a minute
     checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
-    if budget is not None:
-        pot = slots_for_budget(
-            Geometry.from_hf_config(checkpoint.model.config), parse_bytes(budget), kv_dtype
-        )
     pot = DEFAULT_POT if pot is None else pot
     if chunk < 2 or pot < chunk:
         raise InputError(f"need chunk >= 2 and pot >= chunk (got chunk={chunk}, pot={pot})")
@@ -164,7 +158,6 @@ def export_bundle(
                 engine: summary(info.get("quantization"), info.get("compression"))
                 for engine, info in programs.items()
             },
-            "budget": budget,
             "programs": programs,
             "tokenizer": {
                 "dir": TOKENIZER_DIR,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import asdict
 from typing import Any
 
 from acre.budget import slot_bytes
@@ -63,6 +64,14 @@ def open_measured(bundle: Any, engine: str = "auto", policy: str = "acre") -> tu
     return session, runtime, resident_bytes() - runtime
 
 
+def footprint(bundle: Any, engine: str = "auto") -> dict[str, Any]:
+    """What the runtime and the program hold before any document, with the session's shape: the
+    exporter runs this in a fresh interpreter to fit a budget (acre/exporter/fit.py)."""
+    session, runtime, program = open_measured(bundle, engine)
+    shape = asdict(session_shape(session))
+    return {"runtime": runtime, "program": program, "shape": shape}
+
+
 def measure(
     bundle: Any,
     tokens: int,
@@ -120,7 +129,7 @@ def budget_verdict(report: dict[str, Any], budget: int) -> str:
         return f"{_mib(budget)}: OVER by {_mib(peak - budget)}; {exc}"
     return (
         f"{_mib(budget)}: OVER by {_mib(peak - budget)}; a {slots:,}-slot pot would fit "
-        f"(acre-export --pot {slots})"
+        f"(acre-export --budget {budget // 2**20}MB --tokens {report['document_tokens']})"
     )
 
 
