@@ -242,3 +242,19 @@ def test_a_new_document_starts_a_new_dialogue(chatting):
     list(chatting.chat(QUESTION, max_new_tokens=2))
     chatting.ingest(DOCUMENT)
     assert chatting.dialogue.turns == []
+
+
+def test_without_the_recent_window_the_answer_sees_the_sinks_and_the_refill_alone(tiny_bundle):
+    shown_kinds, recent_scores = [], []
+    for answer_recent in (True, False):
+        s = Session(tiny_bundle, engine="torch", answer_recent=answer_recent)
+        s.ingest(LONG)
+        list(s.ask(QUESTION, max_new_tokens=2))
+        slots = s.slots_of(*DOC_KINDS)
+        shown_kinds.append({SlotKind(k) for k in s.pot.kind[slots[s.pot.mask[slots]]]})
+        last = s.pot.token[s.slots_of(SlotKind.RECENT)]
+        recent_scores.append(s.last.span_scores[np.unique(last // s.span_tokens)])
+    sink, recent, refill = SlotKind.SINK, SlotKind.RECENT, SlotKind.REFILL
+    assert shown_kinds == [{sink, recent, refill}, {sink, refill}]
+    # hidden, the recent window's spans are scored like any other, so a question about them refills them
+    assert (recent_scores[1] > 0).all()

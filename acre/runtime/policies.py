@@ -40,6 +40,10 @@ class Policy:
     # shown in; "reuse": copy their stored K/V (ACRE's activation refilling proper). Measured on
     # SmolLM2-135M, 2k-token pass key: reuse 20%, reencode 100% (docs/design-notes.md).
     refill_mode: str = "reencode"
+    # the document's last tokens (the recent window) stay in view while the answer is made; off, the
+    # answer sees the sinks and the refilled spans alone, as a RAG prompt does, and a span in the
+    # recent window is refilled like any other
+    answer_recent: bool = True
 
 
 POLICIES = {
@@ -48,7 +52,17 @@ POLICIES = {
     "infinipot": Policy("infinipot", l1=True),
     "acre": Policy("acre", l1=True, refill=True),
 }
-SWITCHES = ("use_attention", "use_index", "use_probes", "use_tree", "use_lexical", "refill_mode", "neighbors")
+SWITCHES = (
+    "use_attention",
+    "use_index",
+    "use_probes",
+    "use_tree",
+    "use_lexical",
+    "refill_mode",
+    "neighbors",
+    "min_spans",
+    "answer_recent",
+)
 
 
 def make_policy(name: str, **switches: bool | str | int) -> Policy:

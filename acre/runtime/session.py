@@ -603,7 +603,7 @@ class Session:
                 self.lexical = LexicalIndex(self.document_ids, s)
             lexical = self.lexical.scores([t for t in question_ids if t not in self.template_ids])
         scores = combine_scores(attention_mass, index_z, lexical)
-        resident = self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)]
+        resident = self.pot.token[self.slots_of(*self._shown_while_answering())]
         for span in np.unique(resident // s):  # spans wholly in the pot need no refill
             length = self.store.lengths[span]
             if np.isin(np.arange(span * s, span * s + length), resident).all():
@@ -620,7 +620,7 @@ class Session:
         the pot as sinks or recent tokens are not duplicated; L1 is hidden while the answer is made."""
         assert self.store is not None
         store = self.store
-        resident = set(self.pot.token[self.slots_of(SlotKind.SINK, SlotKind.RECENT)].tolist())
+        resident = set(self.pot.token[self.slots_of(*self._shown_while_answering())].tolist())
         reuse = self.policy.refill_mode == "reuse"
         started = time.perf_counter()
         for span in [] if reuse else spans:
@@ -643,6 +643,9 @@ class Session:
         self.pot.mask[self.slots_of(SlotKind.L1)] = False
         if not reuse:
             self._reencode()
+        if not self.policy.answer_recent:
+            self.pot.mask[self.slots_of(SlotKind.RECENT)] = False
+            self._compact()
 
     def _reencode(self) -> None:
         """Compute the K/V of the refilled tokens in the context they are now shown in: the sinks and
@@ -662,6 +665,10 @@ class Session:
             position += len(part)
         self.pot.mask[later] = True
         self._compact()
+
+    def _shown_while_answering(self) -> tuple[SlotKind, ...]:
+        """The stored entries the answer sees besides the refill (a refill does not repeat them)."""
+        return (SlotKind.SINK, SlotKind.RECENT) if self.policy.answer_recent else (SlotKind.SINK,)
 
     # ---- the step loop ------------------------------------------------------------------------
     def _compact(self) -> int:
