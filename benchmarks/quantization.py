@@ -159,7 +159,7 @@ def passkey(bundle_dir: Path, length: int, depths: list[float]) -> dict[str, Any
         case = TASKS["passkey"](session.tokenizer, length, depth, seed=i)
         with tempfile.TemporaryDirectory(prefix="acre-quant-") as store:
             session.ingest(case.document, store=store)
-            reply = "".join(session.ask(case.question, max_new_tokens=24))
+            reply = "".join(session.ask(case.question, max_new_tokens=case.reply_tokens))
         cases.append({"depth": depth, "answer": case.answer, "reply": reply, "correct": case.correct(reply)})
     return {"length": length, "correct": sum(c["correct"] for c in cases), "of": len(cases), "cases": cases}
 

@@ -51,7 +51,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="old tasks: seed base; suite: the root of the seeds")
     p.add_argument("--cases", type=int, default=30, help="suite families: cases in the cell")
     p.add_argument("--split", default="dev", choices=suite.SPLITS, help="suite families: which cases")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the case's own budget")
     p.add_argument("--switch", action="append", default=[], help="policy switch name=value (ablations)")
     args = p.parse_args()
     switches = {}
@@ -113,7 +113,7 @@ def main() -> None:
             ingest_s = time.perf_counter() - started
             started = time.perf_counter()
             pieces, first = [], None
-            for piece in session.ask(case.question, max_new_tokens=args.max_new_tokens):
+            for piece in session.ask(case.question, max_new_tokens=args.max_new_tokens or case.reply_tokens):
                 first = first or time.perf_counter() - started
                 pieces.append(piece)
             total = time.perf_counter() - started
@@ -218,8 +218,8 @@ def run_llamacpp(session: Session, cases: list[Case], args: argparse.Namespace) 
                 str(threads),
                 "--n-ctx",
                 str(session.geometry.window),
-                "--max-new-tokens",
-                str(args.max_new_tokens),
+                "--max-new-tokens",  # llama.cpp stops at the end of turn as the others do
+                str(args.max_new_tokens or max(case.reply_tokens for case in cases)),
             ],
             check=True,
             env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},  # no spinning threads on a shared machine

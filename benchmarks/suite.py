@@ -256,6 +256,9 @@ def multivalue(prose: str, depth: float, rng: random.Random) -> Case:
     document = place_all(prose, sentences, [(depth + k / 3) % 1.0 for k in range(3)])
     case = needle_case(document, question.format(s=s), values, sentences, kind)
     case.need_all = True
+    # three values as a list ("are:\n\n1. 32640\n2. 38363\n3. 77036") take ~35 tokens: 24 cut every
+    # policy's reply after the second (measured on the dev split, 2026-12-01)
+    case.reply_tokens = 64
     return case
 
 

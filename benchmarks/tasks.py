@@ -79,6 +79,7 @@ class Case:
     # the suite's cases (benchmarks/suite.py) also record these
     wrong: list[str] = field(default_factory=list)  # values that, named before the answer, make it wrong
     need_all: bool = False  # every one of `answers` must be named (several values for one key)
+    reply_tokens: int = 24  # the answer's token budget: room for what a right reply needs, for every policy
     evidence: list[str] = field(default_factory=list)  # the text the answer needs the model to be shown
     kind: str = ""  # what the answer is: number, code, name, place, phrase, location, squad, nq
     haystack: str = ""
@@ -102,7 +103,8 @@ class Case:
     def record(self) -> dict[str, Any]:
         """What a result line keeps of the case, enough to make it again (benchmarks.suite.make_case)."""
         return {"family": self.task, "kind": self.kind, "haystack": self.haystack, "seed": self.seed,
-                "split": self.split, "answers": self.answers, "wrong": self.wrong}  # fmt: skip
+                "split": self.split, "answers": self.answers, "wrong": self.wrong,
+                "reply_tokens": self.reply_tokens}  # fmt: skip
 
 
 def normalise(text: str) -> str:

@@ -83,6 +83,13 @@ def test_scoring_takes_whole_words_and_every_value_where_all_are_asked():
     assert not one.correct("It is 4127.") and one.correct("It is 12.")
 
 
+def test_a_reply_naming_every_value_has_room_for_them():
+    # three listed values take ~35 of the real model's tokens ("are:\n\n1. 32640\n2. ..."): 24 cut them
+    for family in suite.FAMILIES:
+        for case in suite.cell(tokenizer(), family, 600, 3):
+            assert case.reply_tokens >= (64 if case.need_all else 24), family
+
+
 def test_paraphrased_questions_share_no_content_word_with_their_fact_but_the_name():
     for fact, question, _ in suite.PARAPHRASES:
         shared = content_words(fact.format(n="", v="")) & content_words(question.format(n=""))
