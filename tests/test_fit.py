@@ -4,6 +4,7 @@ K/V dtype and the weights; a budget nothing fits is refused with the smallest th
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -11,8 +12,8 @@ from acre.budget import slot_bytes
 from acre.bundle import Bundle
 from acre.errors import InputError
 from acre.exporter.cli import main as export_main
-from acre.exporter.fit import Config, Footprint, choose, export_within_budget
-from acre.memory import MIB, SessionShape, predict
+from acre.exporter.fit import Config, Footprint, choose, export_within_budget, interpolated_pot
+from acre.memory import MIB, SessionShape
 
 from .conftest import TINY_CHUNK, make_tiny_model, make_tokenizer
 
@@ -95,11 +96,22 @@ def test_android_keeps_float32_keys_and_gives_up_slots(wide_checkpoint, tmp_path
     pot = chosen.manifest["step"]["pot"]
     assert chosen.kv_dtype == "float32" and 256 <= pot < WANT and pot % 64 == 0
     assert record["given_up"] == [f"pot {WANT} -> {pot}"] and record["predicted_peak_bytes"] <= budget
-    # the largest pot that fits by the larger program's measurement (a smaller pot's program is smaller:
-    # the choice errs on the safe side); 160 slots over is 32 slots from either 64-slot step
-    assert pot == 320 and footprint_of(out).peak(TOKENS) <= budget
-    larger = predict(footprint.shape, footprint.runtime, footprint.program, TOKENS, slots=pot + 64)
-    assert larger.total > budget
+    # at least the pot the larger program's measurement fits (a smaller pot's program is smaller), and
+    # its own measurement fits: 160 slots over is 32 slots from either 64-slot step
+    assert pot >= footprint.with_pot(WANT, "float32").fit(TOKENS, budget) == 320
+    assert footprint_of(out).peak(TOKENS) <= budget
+
+
+def test_a_second_measurement_interpolates_the_programs_growth_with_the_pot(roomy):
+    at_512 = footprint_of(roomy)
+    per_slot = slot_bytes(at_512.shape.geometry)
+    # a program that shrinks by 0.5 slot a slot: at 256 slots it is 128 slots smaller than at 512
+    at_256 = replace(at_512, program=at_512.program - 128 * per_slot)
+    at_256 = at_256.with_pot(256, "float32")
+    budget = at_256.peak(TOKENS) + 100 * per_slot  # room for 100 slots growing 1.5 slots each: 66
+    assert interpolated_pot(at_512, 512, at_256, 256, TOKENS, budget) == 320
+    assert interpolated_pot(at_512, 512, at_256, 256, TOKENS, at_256.peak(TOKENS)) == 256
+    assert interpolated_pot(at_512, 512, at_256, 256, TOKENS, 1 << 40) == 512
 
 
 def test_a_budget_nothing_fits_is_refused_with_the_smallest_that_does(wide_checkpoint, tmp_path, capsys):

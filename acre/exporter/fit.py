@@ -116,31 +116,36 @@ def export_within_budget(
     kvs = [kv_dtype] if kv_dtype else ["float32"] + (["float16"] if target in FLOAT16_POT else [])
     quantized = target in DEFAULT_SCHEME  # only the ExecuTorch program's weights are quantized
     schemes = [quantize if quantized else None] + ([None] if quantized and quantize is not None else [])
-    trial = Path(out).with_name(Path(out).name + ".budget")
+    work = Path(out).with_name(Path(out).name + ".budget")  # one directory a trial, the kept one renamed
+    shutil.rmtree(work, ignore_errors=True)
+    measured: dict[Config, Footprint] = {}
 
     def export(config: Config) -> Footprint:
         log.info("exporting with %s to measure it", config.describe())
+        where = work / f"{config.pot}-{config.kv_dtype}-{config.quantize or 'default'}"
         export_bundle(
-            trial, [target], checkpoint, chunk=chunk, pot=config.pot, quantize=config.quantize,
+            where, [target], checkpoint, chunk=chunk, pot=config.pot, quantize=config.quantize,
             kv_dtype=config.kv_dtype, **export_options,
         )  # fmt: skip
-        found = measure_footprint(trial, MEASURABLE[target])
+        found = measured[config] = measure_footprint(where, MEASURABLE[target])
+        heads = json.loads((where / MANIFEST).read_text(encoding="utf-8"))["step"]["signal_heads"]
+        export_options["signal_heads"] = [tuple(h) for h in heads]  # calibrated once, not per trial
         log.info("%s: %.1f MiB predicted at %s tokens", config.describe(), found.peak(tokens) / MIB, tokens)
         return found
 
     try:
-        chosen, footprint, tried = None, None, None
+        chosen, first = None, None
         smallest: list[tuple[int, Config]] = []
         for scheme in schemes:
-            tried = Config(want, kvs[0], scheme)
-            footprint = export(tried)
-            chosen = choose(footprint, tried, kvs, tokens, budget)
+            first = Config(want, kvs[0], scheme)
+            footprint = export(first)
+            chosen = choose(footprint, first, kvs, tokens, budget)
             for kv in kvs:
                 least = footprint.with_pot(want, kv).smallest_budget(tokens)
-                smallest.append((least, replace(tried, pot=MIN_SLOTS, kv_dtype=kv)))
+                smallest.append((least, replace(first, pot=MIN_SLOTS, kv_dtype=kv)))
             if chosen is not None:
                 break
-        if chosen is None:
+        if chosen is None or first is None:
             least, config = min(smallest, key=lambda option: option[0])
             raise InputError(
                 f"a budget of {budget / MIB:,.0f} MiB does not fit a {tokens:,}-token document with any pot, "
@@ -148,21 +153,44 @@ def export_within_budget(
                 f"{-(-least // MIB):,} MiB ({config.describe()})"
             )
         for _ in range(2):  # the chosen bundle, measured: a smaller pot's program is smaller still
-            if chosen != tried:
-                footprint, tried = export(chosen), chosen
+            footprint = measured.get(chosen) or export(chosen)
             if footprint.peak(tokens) <= budget:
                 break
             chosen = replace(chosen, pot=footprint.fit(tokens, budget))
         else:
             raise InputError(f"the exported program outgrew its measurement: {chosen.describe()} is over")
-        asked = Config(want, kvs[0], schemes[0])
-        record_budget(trial, budget, tokens, footprint, given_up=diff(asked, chosen))
+        if chosen.kv_dtype == first.kv_dtype and chosen.pot < first.pot:
+            # the program's memory plan grows with the pot: two measurements give its slope, and the
+            # largest pot that slope fits is tried (kept only if its own measurement fits)
+            larger = replace(
+                chosen,
+                pot=interpolated_pot(measured[first], first.pot, footprint, chosen.pot, tokens, budget),
+            )
+            if larger.pot > chosen.pot and export(larger).peak(tokens) <= budget:
+                chosen = larger
+        where = work / f"{chosen.pot}-{chosen.kv_dtype}-{chosen.quantize or 'default'}"
+        record_budget(
+            where, budget, tokens, measured[chosen], given_up=diff(Config(want, kvs[0], schemes[0]), chosen)
+        )
         if Path(out).exists():
             shutil.rmtree(out)
-        trial.rename(out)
+        where.rename(out)
         return Path(out)
     finally:
-        shutil.rmtree(trial, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def interpolated_pot(at_a: Footprint, a: int, at_b: Footprint, b: int, tokens: int, budget: int) -> int:
+    """The largest pot (whole steps, at most `a`) whose peak, with the program's size interpolated
+    linearly in the pot between its measurements at pots `a` and `b` (< a), fits `budget`."""
+    per_slot = (at_a.program - at_b.program) / (a - b)
+    pot = b
+    while pot + SLOT_ALIGN <= a:
+        program = int(at_b.program + per_slot * (pot + SLOT_ALIGN - b))
+        if predict(at_b.shape, at_b.runtime, program, tokens, slots=pot + SLOT_ALIGN).total > budget:
+            break
+        pot += SLOT_ALIGN
+    return pot
 
 
 def choose(footprint: Footprint, measured: Config, kvs: list[str], tokens: int, budget: int) -> Config | None:
