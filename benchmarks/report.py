@@ -339,6 +339,7 @@ POLICY_ORDER = ("acre", "full", "bm25", "embedding", "streaming", "infinipot", "
 SUITE_RUNS = {  # results file: what it is
     "suite": "the suite (`benchmarks/suite.sh`)",
     "suite_pilot": "a pilot on the real model, fewer cases",
+    "suite_variants": "acre's switches tried on the dev split, beside the suite's own acre rows",
 }
 FAMILY_TEXT = {
     "single": "one fact (number, code, name, place or phrase) from 15 templates, question worded like it",
@@ -414,13 +415,17 @@ def run_command(run: dict) -> str:
     parts = ["python -m benchmarks", f"--bundle {c['bundle']}", f"--engine {c['engine']}",
              "--tasks " + " ".join(c["tasks"]), "--policies " + " ".join(c["policies"]),
              "--lengths " + " ".join(map(str, c["lengths"])), f"--cases {c.get('cases')}",
-             f"--split {c.get('split')}", f"--seed {c['seed']}", f"--name {c['name']}"]  # fmt: skip
+             f"--split {c.get('split')}", f"--seed {c['seed']}", f"--name {c['name']}",
+             *(f"--switch {sw}" for sw in c.get("switch") or [])]  # fmt: skip
     return " ".join(parts)
 
 
-def suite_section(results: Path, name: str) -> str:
+def suite_section(results: Path, name: str, beside: list[dict] | None = None) -> str:
+    """`beside`: rows of another run shown with these where they share a family, length and split."""
     runs, rows = load(name, results)
     rows = [r for r in rows if r.get("family")]
+    cells = {(r["family"], r["length"], r.get("split")) for r in rows}
+    rows += [r for r in beside or [] if (r.get("family"), r.get("length"), r.get("split")) in cells]
     if not rows:
         return "Not run yet: `benchmarks/suite.sh`." if name == "suite" else ""
     lines = [f"`benchmarks/results/{name}.jsonl`: {SUITE_RUNS.get(name, name)}. Each cell: cases found / "
@@ -600,6 +605,9 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
     ingest_figure = "![ingest speed](plots/ingest_vs_length.png)" if has_ingest else ""
     pilot = suite_section(results, "suite_pilot")
     pilot_text = f"## Pilot on the real model\n\n{pilot}\n" if pilot else ""
+    acre_rows = [r for r in load("suite", results)[1] if r.get("policy") == "acre" and not r.get("switches")]
+    variants = suite_section(results, "suite_variants", beside=acre_rows)
+    variants_text = f"## Experiments: acre's switches on the dev split\n\n{variants}\n" if variants else ""
     text = f"""# Benchmarks
 
 Rendered by `python -m benchmarks.report` from `benchmarks/results/*.jsonl`; every line of those
@@ -626,6 +634,7 @@ used for tuning: run it to report a change once it is made, never to choose one.
 {suite_section(results, "suite")}
 
 {pilot_text}
+{variants_text}
 ## Memory and speed of `acre` against document length
 
 `benchmarks/memory.sh` (`benchmarks/results/memory.jsonl`): one process per length, the shipped
