@@ -28,6 +28,12 @@ def slot_bytes(geometry: Geometry, kv_dtype: str = "float32") -> int:
     return kv + 8 + 1 + 1 + 8
 
 
+def largest_pot(window: int, chunk: int) -> int:
+    """The most pot slots a model's window holds beside one chunk, in whole steps of SLOT_ALIGN."""
+    room = window - chunk
+    return room - room % SLOT_ALIGN
+
+
 def slots_for_budget(geometry: Geometry, budget_bytes: int, kv_dtype: str = "float32") -> int:
     per_slot = slot_bytes(geometry, kv_dtype)
     slots = budget_bytes // per_slot // SLOT_ALIGN * SLOT_ALIGN

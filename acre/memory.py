@@ -15,7 +15,7 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-from acre.budget import MIN_SLOTS, SLOT_ALIGN, slot_bytes
+from acre.budget import MIN_SLOTS, SLOT_ALIGN, largest_pot, slot_bytes
 from acre.errors import InputError
 from acre.geometry import Geometry
 
@@ -120,8 +120,7 @@ def fit_pot(shape: SessionShape, runtime: int, program: int, tokens: int, budget
     per_slot = slot_bytes(shape.geometry, shape.kv_dtype)
     rest = predict(shape, runtime, program, tokens, slots=SLOT_ALIGN).total - SLOT_ALIGN * per_slot
     slots = (budget - rest) // per_slot // SLOT_ALIGN * SLOT_ALIGN
-    window = shape.geometry.window - shape.chunk
-    slots = min(slots, window - window % SLOT_ALIGN)
+    slots = min(slots, largest_pot(shape.geometry.window, shape.chunk))
     if slots < MIN_SLOTS:
         smallest = smallest_budget(shape, runtime, program, tokens)
         raise InputError(

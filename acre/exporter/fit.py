@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from acre.budget import MIN_SLOTS, SLOT_ALIGN
+from acre.budget import MIN_SLOTS, SLOT_ALIGN, largest_pot
 from acre.bundle import MANIFEST, write_manifest
 from acre.errors import InputError
 from acre.exporter.checkpoint import Checkpoint, load_checkpoint
@@ -52,6 +52,10 @@ class Config:
 
     def describe(self) -> str:
         return f"pot {self.pot}, {self.kv_dtype} K/V, weights {self.quantize or 'default'}"
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.pot}-{self.kv_dtype}-{self.quantize or 'default'}"
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,8 @@ def export_within_budget(
         raise InputError(f"the document length for a budget must be at least 1 token (got {tokens})")
     checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
     chunk = chunk or DEFAULT_CHUNK
-    window = checkpoint.model.config.max_position_embeddings - chunk  # a small window's pot is smaller
-    want = pot or min(DEFAULT_POT, window - window % SLOT_ALIGN)
+    # a small window's pot is smaller
+    want = pot or min(DEFAULT_POT, largest_pot(checkpoint.model.config.max_position_embeddings, chunk))
     kvs = [kv_dtype] if kv_dtype else ["float32"] + (["float16"] if target in FLOAT16_POT else [])
     quantized = target in DEFAULT_SCHEME  # only the ExecuTorch program's weights are quantized
     schemes = [quantize if quantized else None] + ([None] if quantized and quantize is not None else [])
@@ -122,7 +126,7 @@ def export_within_budget(
 
     def export(config: Config) -> Footprint:
         log.info("exporting with %s to measure it", config.describe())
-        where = work / f"{config.pot}-{config.kv_dtype}-{config.quantize or 'default'}"
+        where = work / config.dirname
         export_bundle(
             where, [target], checkpoint, chunk=chunk, pot=config.pot, quantize=config.quantize,
             kv_dtype=config.kv_dtype, **export_options,
@@ -168,7 +172,7 @@ def export_within_budget(
             )
             if larger.pot > chosen.pot and export(larger).peak(tokens) <= budget:
                 chosen = larger
-        where = work / f"{chosen.pot}-{chosen.kv_dtype}-{chosen.quantize or 'default'}"
+        where = work / chosen.dirname
         record_budget(
             where, budget, tokens, measured[chosen], given_up=diff(Config(want, kvs[0], schemes[0]), chosen)
         )

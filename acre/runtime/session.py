@@ -641,10 +641,11 @@ class Session:
                 v[:, :, rows] = read.v[:, :, token[rows] - read.start]
         self.pot.write(slots, k, v, 0, SlotKind.REFILL, token)
         self.pot.mask[self.slots_of(SlotKind.L1)] = False
-        if not reuse:
-            self._reencode()
         if not self.policy.answer_recent:
             self.pot.mask[self.slots_of(SlotKind.RECENT)] = False
+        if not reuse:
+            self._reencode()
+        elif not self.policy.answer_recent:
             self._compact()
 
     def _reencode(self) -> None:
@@ -653,6 +654,7 @@ class Session:
         slots = self.slots_of(SlotKind.REFILL)
         slots = slots[np.argsort(self.pot.token[slots], kind="stable")]
         later = self.slots_of(SlotKind.RECENT, SlotKind.REFILL)
+        later = later[self.pot.mask[later]]  # what the answer sees: a hidden recent window stays hidden
         self.pot.mask[later] = False
         position = self._compact()  # the sinks
         for done in range(0, len(slots), self.chunk):
