@@ -5,8 +5,9 @@ step signature of `acre.step` over a pot of P slots. The runtime keeps owning th
 K/V (keys rotated at their positions) and the mask are inputs, the chunk's K/V are outputs, nothing
 is Core ML state (docs/coreml.md says why). Built for iOS 18 (multifunction and blockwise weight
 compression need it), fp16 compute with two fp32 islands (RMSNorm's sum of squares and the RoPE
-angles, which overflow or lose whole radians in fp16), weights linear-quantized to int8 per output
-channel.
+angles, which overflow or lose whole radians in fp16). Weights: a GGUF source's Q4_1 / Q8_0 tensors
+keep their own blocks (`constexpr_blockwise_shift_scale` of the file's codes and scales, no second
+rounding, see `grid_blocks`); every other weight is linear-quantized to int8 per output channel.
 
 Core ML has no int64, bool or uint8 I/O, so the integer inputs (`tokens`, `positions`,
 `last_index`) are int32 and `pot_mask` is int32 0/1; the program entry lists every I/O dtype.
@@ -31,6 +32,7 @@ import torch
 
 from acre.bundle import MANIFEST, Bundle
 from acre.errors import BundleError, EngineError
+from acre.exporter.gguf_grid import BLOCK, Grid
 from acre.geometry import Geometry
 from acre.signature import OUTPUT_NAMES, input_names
 from acre.step import StepModel
@@ -42,7 +44,8 @@ DEFAULT_FUNCTION = "prefill"
 DEPLOYMENT_TARGET = "iOS18"
 SPEC_VERSION_IOS18 = 9
 COMPUTE_PRECISION = "float16"
-# Weight compression: int8, symmetric, one fp16 scale per output channel (per row of the embedding).
+# Weight compression of the tensors without a source grid: int8, symmetric, one fp16 scale per output
+# channel (per row of the embedding).
 COMPRESSION = {
     "method": "coremltools.optimize.coreml.linear_quantize_weights",
     "dtype": "int8",
@@ -52,6 +55,12 @@ COMPRESSION = {
     "weight_threshold": 2048,  # tensors of at most this many elements stay fp16
 }
 COMPRESSED_WEIGHT_OP = "constexpr_blockwise_shift_scale"
+# What the tensors with a source grid become (programs.coreml.compression.grids)
+GRID_FORMATS = {
+    "q4_1": "uint4 codes q, fp16 scale d and fp16 offset -m/d per block of 32 (w = d q + m = d (q + m/d))",
+    "q8_0": "int8 codes q, fp16 scale d per block of 32, no offset (w = d q, exact)",
+}
+GRID_METHOD = "acre grid pass: constexpr_blockwise_shift_scale of the GGUF file's own codes and scales"
 # Ops that must compute in fp32 (their inputs and outputs), see _Fp32Islands.
 FP32_OPS = ("pow", "reduce_mean", "rsqrt", "sin", "cos")
 FP32_ISLANDS = [
@@ -187,7 +196,93 @@ def _convert(ct: Any, step: StepModel, rows: int, pot: int) -> Any:
     return model
 
 
-def _compress(ct: Any, model: Any) -> Any:
+def grid_blocks(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """`data`, `scale`, `offset` of a `constexpr_blockwise_shift_scale` (output = scale * (data - offset),
+    blocks of 32 along the input implied by the scale's shape [rows, cols // 32]) holding `grid` as the
+    file stores it, or None if it cannot be held.
+
+    Q8_0 (w = d q): the int8 codes and fp16 scales as they are, no offset: exact. Q4_1 (w = d q + m):
+    the uint4 codes and fp16 scales, and the offset -m/d, which has to be a float of the scale's
+    dtype (or an integer of the codes'): its fp16 rounding is the one change, at most 2^-11 |m| (half
+    an fp16 ulp of m/d, times d) per weight, no more than rounding m itself to fp16. A block with
+    d = 0 (every weight m) is held as scale m, codes 1, offset 0: exact. None if an offset is beyond
+    fp16's range (such a tensor gets int8 per channel instead)."""
+    scale = grid.scale.astype(np.float16)
+    if grid.kind == "q8_0":
+        return grid.codes.astype(np.int8), scale, None
+    if grid.kind != "q4_1" or grid.minimum is None:
+        raise EngineError(f"Core ML: no block format for a {grid.kind} grid")
+    d, m = grid.scale.astype(np.float64), grid.minimum.astype(np.float64)
+    flat = d == 0
+    with np.errstate(over="ignore"):  # beyond fp16: inf, refused below
+        offset = np.where(flat, 0.0, -m / np.where(flat, 1.0, d)).astype(np.float16)
+    if not np.isfinite(offset).all():
+        return None
+    codes = grid.codes.astype(np.uint8)
+    if flat.any():
+        codes = codes.copy()
+        codes.reshape(*flat.shape, BLOCK)[flat] = 1
+        scale = np.where(flat, grid.minimum, grid.scale).astype(np.float16)
+    return codes, scale, offset
+
+
+def _param_stem(op_name: str) -> str:
+    """Torch parameter name (dots as underscores) of a converted weight's MIL const or constexpr op:
+    `p_step_model_layers_0_mlp_up_proj_weight_to_fp16[_...]` -> `model_layers_0_mlp_up_proj_weight`."""
+    return op_name.removeprefix("p_").removeprefix("step_").split("_to_fp16")[0]
+
+
+def _grid_pass(grids: dict[str, Grid], done: dict[str, str]) -> Any:
+    """A MIL graph pass that replaces each weight const whose parameter (`grids`, by stem) has a source
+    grid with a `constexpr_blockwise_shift_scale` of that grid; `done` collects stem -> grid kind.
+    It runs before coremltools' int8 quantizer, which leaves consts that feed a constexpr op alone."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
+
+    class OntoGrids(AbstractGraphPass):
+        def apply(self, prog: Any) -> None:
+            for block in prog.functions.values():
+                with block:
+                    for op in list(block.operations):
+                        if op.op_type == "const" and _param_stem(op.name) in grids:
+                            self._replace(block, op)
+
+        def _replace(self, block: Any, op: Any) -> None:
+            stem = _param_stem(op.name)
+            grid = grids[stem]
+            weight = op.outputs[0].val
+            # the const must be this grid's tensor, in this layout: a wrong name or a transposed
+            # const would otherwise put other weights on the grid
+            if not np.array_equal(weight, grid.dequantize().astype(weight.dtype)):
+                raise EngineError(f"Core ML: the converted {stem} is not its {grid.kind} grid's weights")
+            blocks = grid_blocks(grid)
+            if blocks is None:
+                log.warning("Core ML: %s's q4_1 offsets exceed fp16; it gets int8 per channel", stem)
+                done[stem] = "fallback"
+                return
+            data, scale, offset = blocks
+            if grid.kind == "q4_1":
+                data = data.astype(types.np_uint4_dtype)
+            var = mb.constexpr_blockwise_shift_scale(
+                data=data, scale=scale, offset=offset, before_op=op, name=f"{op.name}_{grid.kind}"
+            )
+            block.replace_uses_of_var_after_op(
+                anchor_op=op, old_var=op.outputs[0], new_var=var, no_check_var_types=True
+            )
+            block.remove_ops([op])
+            done[stem] = grid.kind
+
+    return OntoGrids()
+
+
+def _compress(ct: Any, model: Any, grids: dict[str, Grid] | None = None) -> tuple[Any, dict[str, str]]:
+    """The converted model with its weights compressed: the tensors of `grids` (keyed by parameter
+    stem) on their source grids, the others int8 per channel. Returns it and stem -> grid kind of the
+    tensors put on a grid."""
+    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+    from coremltools.models.utils import _apply_graph_pass
     from coremltools.optimize import coreml as cto
 
     quantizer = cto.OpLinearQuantizerConfig(
@@ -199,7 +294,12 @@ def _compress(ct: Any, model: Any) -> Any:
     # By consumer op type, not globally: a global config would also quantize constant tensors the
     # graph builds (all-zero accumulators give a zero scale and NaNs).
     config = cto.OptimizationConfig(op_type_configs={t: quantizer for t in COMPRESSION["op_types"]})
-    return cto.linear_quantize_weights(model, config=config)
+    # the two passes in one program round trip, as cto.linear_quantize_weights builds its own
+    int8 = PASS_REGISTRY["compression::linear_quantize_weights"]
+    int8.set_options([PassOption("config", config), PassOption("joint_compression", False)])
+    done: dict[str, str] = {}
+    passes = ([_grid_pass(grids, done)] if grids else []) + [int8]
+    return _apply_graph_pass(model, passes), done
 
 
 def _load_program(ct: Any, package: Path) -> Any:
@@ -211,15 +311,36 @@ def _load_program(ct: Any, package: Path) -> Any:
     return milproto_load(spec, spec.specificationVersion, str(weights))
 
 
-def _dequantize(op: Any) -> np.ndarray:
-    data = op.data.val.astype(np.float32)
+def _blocks(op: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+    """A constexpr_blockwise_shift_scale's data, and its scale and offset repeated to data's shape."""
+    data = op.data.val.astype(np.float32)  # int8, or uint4 held as uint8
     scale = op.scale.val.astype(np.float32)
     offset = op.offset.val.astype(np.float32) if getattr(op, "offset", None) is not None else 0.0
     for axis, (n, s) in enumerate(zip(data.shape, scale.shape, strict=True)):
         scale = np.repeat(scale, n // s, axis=axis)
         if isinstance(offset, np.ndarray):
             offset = np.repeat(offset, n // offset.shape[axis], axis=axis)
+    return data, scale, offset
+
+
+def _dequantize(op: Any) -> np.ndarray:
+    """scale * (data - offset) in fp32: exact for the int8 and Q8_0 codes, and for Q4_1 up to fp32's
+    own rounding. (Core ML produces the weights in fp16, the program's compute precision.)"""
+    data, scale, offset = _blocks(op)
     return (data - offset) * scale
+
+
+def _compressed_ops(package: str | Path, function: str | None = None) -> dict[str, Any]:
+    """Parameter stem -> constexpr_blockwise_shift_scale op of a saved package's function (default:
+    `prefill`, or the only one)."""
+    ct = _coremltools()
+    program = _load_program(ct, Path(package))
+    if function is None:
+        function = (
+            DEFAULT_FUNCTION if DEFAULT_FUNCTION in program.functions else next(iter(program.functions))
+        )
+    ops = program.functions[function].operations
+    return {_param_stem(op.name): op for op in ops if op.op_type == COMPRESSED_WEIGHT_OP}
 
 
 def dequantized_weights(package: str | Path, function: str | None = None) -> dict[str, np.ndarray]:
@@ -227,45 +348,121 @@ def dequantized_weights(package: str | Path, function: str | None = None) -> dic
     dequantized to fp32, keyed by torch parameter name with dots as underscores
     (`model_layers_0_self_attn_q_proj_weight`). A constant shared by two parameters (tied
     embeddings) is listed under the one coremltools kept."""
-    ct = _coremltools()
-    program = _load_program(ct, Path(package))
-    if function is None:
-        function = (
-            DEFAULT_FUNCTION if DEFAULT_FUNCTION in program.functions else next(iter(program.functions))
-        )
-    out: dict[str, np.ndarray] = {}
-    for op in program.functions[function].operations:
-        if op.op_type == COMPRESSED_WEIGHT_OP:
-            name = op.name.removeprefix("p_").removeprefix("step_").split("_to_fp16")[0]
-            out[name] = _dequantize(op)
-    return out
+    return {stem: _dequantize(op) for stem, op in _compressed_ops(package, function).items()}
 
 
-def _weight_error(step: StepModel, package: Path) -> dict[str, Any]:
-    """Relative error ||W - dequant(W)|| / ||W|| of every compressed weight against the fp32 tensor."""
-    params = {name.replace(".", "_"): p.detach().float().numpy() for name, p in step.state_dict().items()}
-    errors, elements = [], 0
-    for name, deq in dequantized_weights(package).items():
-        if name not in params:
-            raise EngineError(f"Core ML compression: weight {name} has no parameter in the step module")
-        ref = params[name]
-        errors.append(float(np.linalg.norm(ref - deq) / max(np.linalg.norm(ref), 1e-30)))
-        elements += ref.size
+def _code_dtype(op: Any) -> str:
+    from coremltools.converters.mil.mil import types
+
+    return types.builtin_to_string(op.data.dtype)
+
+
+def _describe(op: Any, kind: str | None) -> str:
+    """What a compressed weight is, read from its op: grid kind (if it is on the source's blocks),
+    code dtype, scale granularity, offset."""
+    data, scale = op.data.val, op.scale.val
+    dtype = _code_dtype(op)
+    offset = getattr(op, "offset", None) is not None
+    block = data.shape[-1] // scale.shape[-1]
+    if kind in GRID_FORMATS:
+        extra = " and fp16 offset" if offset else ""
+        return f"{kind} grid, the source's codes and scales: {dtype} codes, fp16 scale{extra} per {block}"
+    per = "per output channel" if scale.shape[-1] == 1 else f"per block of {block}"
+    why = " (its q4_1 offsets exceed fp16)" if kind == "fallback" else ""
+    return f"re-rounded from the fp16 weights{why}: {dtype} {per}, fp16 scale ({COMPRESSION['mode']})"
+
+
+def _stats(errors: list[float], elements: int) -> dict[str, Any]:
     return {
         "weights": len(errors),
         "elements": elements,
-        "relative_error_mean": round(float(np.mean(errors)), 6) if errors else None,
-        "relative_error_max": round(float(np.max(errors)), 6) if errors else None,
+        "relative_error_mean": round(float(np.mean(errors)), 8) if errors else None,
+        "relative_error_max": round(float(np.max(errors)), 8) if errors else None,
     }
+
+
+def _weight_error(step: StepModel, package: Path, on_grid: dict[str, str] | None = None) -> dict[str, Any]:
+    """Every compressed weight of the package against the step's fp32 tensor (for a GGUF source, the
+    grid's exact dequantized weights): relative error ||W - dequant(W)|| / ||W||, overall and per
+    format (q4_1 / q8_0 grid, int8 per channel), beside the error of merely rounding W to fp16, which
+    the fp16 program applies to every weight anyway, and that of the dequantized weight rounded to
+    fp16 (both roundings, as the program computes); the largest error in code steps (scale units);
+    and the per-tensor record (parameter name -> what was done; a tied parameter names the constant)."""
+    on_grid = on_grid or {}
+    state = step.state_dict()
+    params = {name.replace(".", "_"): name for name in state}
+    errors: list[float] = []
+    elements = 0
+    by_format: dict[str, dict[str, Any]] = {}
+    tensors: dict[str, str] = {}
+    dtypes: Counter[str] = Counter()
+    for stem, op in _compressed_ops(package).items():
+        if stem not in params:
+            raise EngineError(f"Core ML compression: weight {stem} has no parameter in the step module")
+        name = params[stem]
+        ref = state[name].detach().float().numpy()
+        data, scale, offset = _blocks(op)
+        deq = (data - offset) * scale
+        error = float(np.linalg.norm(ref - deq) / max(float(np.linalg.norm(ref)), 1e-30))
+        norm = max(float(np.linalg.norm(ref)), 1e-30)
+        fp16 = float(np.linalg.norm(ref - ref.astype(np.float16)) / norm)
+        # what an fp16 program computes with, if Core ML rounds the decompressed weights once
+        device = float(np.linalg.norm(ref - deq.astype(np.float16)) / norm)
+        steps = float(np.max(np.abs(ref - deq) / np.where(scale == 0, np.inf, np.abs(scale))))
+        errors.append(error)
+        elements += ref.size
+        kind = on_grid.get(stem)
+        fmt = kind if kind in GRID_FORMATS else "int8"
+        acc = by_format.setdefault(fmt, {"errors": [], "fp16": [], "device": [], "elements": 0, "steps": 0.0})
+        acc["errors"].append(error)
+        acc["fp16"].append(fp16)
+        acc["device"].append(device)
+        acc["elements"] += ref.size
+        acc["steps"] = max(acc["steps"], steps)
+        tensors[name] = _describe(op, kind)
+        dtypes[_code_dtype(op)] += 1
+    # tied parameters (lm_head and the embedding) are one constant: say so under both names
+    for name in list(state):
+        alias = None if name in tensors else _twin(state, name, list(tensors))
+        if alias is not None:
+            tensors[name] = f"the constant of {alias} (tied): {tensors[alias]}"
+    formats = {
+        fmt: {
+            **_stats(acc["errors"], acc["elements"]),
+            "fp16_rounding_relative_error_mean": round(float(np.mean(acc["fp16"])), 8),
+            "in_fp16_relative_error_mean": round(float(np.mean(acc["device"])), 8),
+            "largest_error_in_code_steps": round(acc["steps"], 6),
+        }
+        for fmt, acc in sorted(by_format.items())
+    }
+    return {**_stats(errors, elements), "dtypes": dict(dtypes), "by_format": formats, "tensors": tensors}
+
+
+def _summary(tensors: dict[str, str]) -> str:
+    """One line for the manifest's top-level `quantization`: how many parameters got what."""
+    kinds = (next((k for k in GRID_FORMATS if f"{k} grid" in text), "int8") for text in tensors.values())
+    counts = Counter(kinds)
+    parts = []
+    if counts["q4_1"]:
+        parts.append(f"{counts['q4_1']} tensors on their GGUF Q4_1 blocks (uint4 codes, fp16 scale, offset)")
+    if counts["q8_0"]:
+        parts.append(f"{counts['q8_0']} on their GGUF Q8_0 blocks (int8 codes, fp16 scale)")
+    if counts["int8"]:
+        parts.append(f"{counts['int8']} int8 per output channel, re-rounded from the fp16 weights")
+    return "; ".join(parts + ["the rest (norms, small tensors) fp16"])
 
 
 def package_bytes(package: Path) -> int:
     return sum(p.stat().st_size for p in Path(package).rglob("*") if p.is_file())
 
 
-def export_coreml(step: StepModel, chunk: int, pot: int, out: Path) -> dict[str, Any]:
+def export_coreml(
+    step: StepModel, chunk: int, pot: int, out: Path, grids: dict[str, Grid] | None = None
+) -> dict[str, Any]:
     """Write `out` (a .mlpackage) with functions `prefill` (chunk rows) and `decode` (1 row), validate
-    it, and return the manifest's program entry."""
+    it, and return the manifest's program entry. `grids` (parameter name -> the GGUF source's blocks,
+    acre.exporter.gguf_grid; their dequantized weights must be the step's) are kept as they are; the
+    other weights are int8 per channel."""
     ct = _coremltools()
     out = Path(out)
     methods = {"prefill": chunk, "decode": 1}
@@ -273,23 +470,54 @@ def export_coreml(step: StepModel, chunk: int, pot: int, out: Path) -> dict[str,
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        entry = _export(ct, step, methods, pot, out)
+        entry = _export(ct, step, methods, pot, out, grids or {})
     finally:
         quiet.setLevel(level)
     return entry
 
 
-def _export(ct: Any, step: StepModel, methods: dict[str, int], pot: int, out: Path) -> dict[str, Any]:
+def _twin(state: dict[str, torch.Tensor], name: str, others: list[str]) -> str | None:
+    """The first of `others` whose tensor equals `name`'s. Tied weights (the embedding and lm_head) are
+    one constant in the program: coremltools merges equal constants, whatever the torch names."""
+    t = state[name]
+    return next((o for o in others if state[o].shape == t.shape and torch.equal(state[o], t)), None)
+
+
+def _check_grids_placed(step: StepModel, grids: dict[str, Grid], done: dict[str, str]) -> None:
+    """Every grid went onto its tensor's constant (or onto the constant of the parameter it is tied
+    to, which holds the same grid): a grid whose constant the pass did not find would silently leave
+    that tensor to int8."""
+    state = step.state_dict()
+    placed = [n for n in state if n.replace(".", "_") in done]
+    missing = []
+    for name in grids:
+        twin = None if name not in state or name in placed else _twin(state, name, placed)
+        same = twin is not None and twin in grids and np.array_equal(grids[twin].codes, grids[name].codes)
+        if name not in placed and not same:
+            missing.append(name)
+    if missing:
+        raise EngineError(f"Core ML: no weight constant of the converted program took the grid of {missing}")
+
+
+def _export(
+    ct: Any, step: StepModel, methods: dict[str, int], pot: int, out: Path, grids: dict[str, Grid]
+) -> dict[str, Any]:
     chunk = methods["prefill"]
+    stems = {name.replace(".", "_"): grid for name, grid in grids.items()}
+    on_grid: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="coreml-", dir=out.parent) as tmp:
         parts: dict[str, Path] = {}
         for function, rows in methods.items():
             log.info("Core ML: converting %s (%d rows) and compressing its weights", function, rows)
-            model = _compress(ct, _convert(ct, step, rows, pot))
+            model, done = _compress(ct, _convert(ct, step, rows, pot), stems)
+            _check_grids_placed(step, grids, done)
+            if on_grid and done != on_grid:
+                raise EngineError(f"Core ML: {function} put other tensors on grids than prefill")
+            on_grid = done
             parts[function] = Path(tmp) / f"{function}.mlpackage"
             model.save(str(parts[function]))
             del model
-        error = _weight_error(step, parts[DEFAULT_FUNCTION])
+        error = _weight_error(step, parts[DEFAULT_FUNCTION], on_grid)
         log.info("Core ML: merging the functions into %s (weights shared)", out.name)
         desc = ct.utils.MultiFunctionDescriptor()
         for function, path in parts.items():
@@ -305,7 +533,7 @@ def _export(ct: Any, step: StepModel, methods: dict[str, int], pot: int, out: Pa
         "compute_precision": COMPUTE_PRECISION,
         "fp32_islands": FP32_ISLANDS,
         "io_dtypes": io_dtypes(_dtype_name(step.kv_dtype), step.g.layers),
-        "compression": {**COMPRESSION, **error},
+        "compression": _compression_entry(error, on_grid),
         "coremltools_version": ct.__version__,
     }
     manifest = {
@@ -324,6 +552,27 @@ def _export(ct: Any, step: StepModel, methods: dict[str, int], pot: int, out: Pa
     entry["package_bytes"] = report["bytes"]
     log.info("Core ML: %s valid, %.1f MB", out.name, report["bytes"] / 1e6)
     return entry
+
+
+def _compression_entry(error: dict[str, Any], on_grid: dict[str, str]) -> dict[str, Any]:
+    """programs.coreml.compression: the scheme, the code dtypes (validation counts them), the rule of
+    each kind of tensor, every tensor's record and the measured errors."""
+    kinds = Counter(v for v in on_grid.values() if v in GRID_FORMATS)
+    dtypes = error.pop("dtypes")
+    entry: dict[str, Any] = {
+        "scheme": "gguf" if kinds else "int8-per-channel",
+        "summary": _summary(error["tensors"]),
+        "dtype": ", ".join(sorted(dtypes, key=lambda k: -dtypes[k])) or "none",
+        "dtypes": dtypes,
+    }
+    if kinds:
+        entry["source_grids"] = {
+            "method": GRID_METHOD,
+            "formats": {k: GRID_FORMATS[k] for k in sorted(kinds)},
+            "weights": dict(kinds),
+        }
+    entry["others"] = {**COMPRESSION, "weights": error["weights"] - sum(kinds.values())}
+    return {**entry, **error}
 
 
 # --- validation (Linux: structure only; prediction needs macOS) ------------------------------------
@@ -478,11 +727,10 @@ def validate_coreml(
             problems.append(
                 f"{name}: {compressed[name]} compressed weights, manifest says {compression.get('weights')}"
             )
-        declared = str((compression or {}).get("dtype", "none"))
-        try:
-            quantized = MIL_pb2.DataType.Value(declared.upper())
-        except ValueError:  # no or an unknown dtype declared: every compressed weight disagrees
-            quantized = None
+        # code dtypes: `dtypes` counts them (a program with source grids has uint4 and int8 codes);
+        # a manifest without it declares one `dtype` for all
+        declared = dict((compression or {}).get("dtypes") or {str((compression or {}).get("dtype")): None})
+        codes: Counter[str] = Counter()
         for op in ops:
             values = [op.attributes["val"]] if op.type == "const" else []
             for param, argument in op.inputs.items():
@@ -490,9 +738,14 @@ def validate_coreml(
                     if binding.WhichOneof("binding") != "value":
                         continue
                     values.append(binding.value)
-                    compressed_data = op.type == COMPRESSED_WEIGHT_OP and param == "data"
-                    if compressed_data and binding.value.type.tensorType.dataType != quantized:
-                        problems.append(f"{name}: compressed weight {op.outputs[0].name} is not {declared}")
+                    if op.type == COMPRESSED_WEIGHT_OP and param == "data":
+                        code = MIL_pb2.DataType.Name(binding.value.type.tensorType.dataType).lower()
+                        codes[code] += 1
+                        if code not in declared:
+                            problems.append(
+                                f"{name}: compressed weight {op.outputs[0].name} is {code}, "
+                                f"not {'/'.join(declared)}"
+                            )
             for value in values:
                 if value.WhichOneof("value") != "blobFileValue":
                     continue
@@ -505,6 +758,9 @@ def validate_coreml(
                     problems.append(f"{name}: weight file {file} is missing")
                 elif blob.offset >= blob_sizes[file]:
                     problems.append(f"{name}: weight of {op.outputs[0].name} lies past the end of {file}")
+        counted = {k: v for k, v in declared.items() if v is not None}
+        if counted and dict(codes) != counted:
+            problems.append(f"{name}: compressed weights by code dtype {dict(codes)}, manifest {counted}")
     if problems:
         shown = "; ".join(problems[:8])
         more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""

@@ -70,8 +70,10 @@ def source_grids(checkpoint: Checkpoint, g: Geometry) -> dict[str, Grid] | None:
 def summary(quantization: dict[str, Any] | None, compression: dict[str, Any] | None) -> dict[str, str]:
     if quantization is not None:
         return {k: quantization[k] for k in ("scheme", "weights", "activations")}
-    if compression is not None:
-        return {"weights": str(compression.get("dtype", "compressed")), "activations": "float16"}
+    if compression is not None:  # Core ML: source grids where there are any, int8 per channel elsewhere
+        weights = compression.get("summary", compression.get("dtype", "compressed"))
+        scheme = {"scheme": compression["scheme"]} if "scheme" in compression else {}
+        return {**scheme, "weights": str(weights), "activations": "float16"}
     return {"weights": "float32", "activations": "float32"}
 
 
@@ -114,7 +116,9 @@ def export_bundle(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     programs: dict[str, dict[str, Any]] = {}
-    grids = source_grids(checkpoint, step.g) if "android" in targets else None
+    # the source's own blocks: the android program's default scheme keeps them, and the Core ML
+    # program always does (it has no --quantize choice)
+    grids = source_grids(checkpoint, step.g) if {"android", "ios"} & set(targets) else None
     for target in targets:
         engine, writer, filename = TARGETS[target]
         started = time.perf_counter()
@@ -124,7 +128,8 @@ def export_bundle(
             scheme = quantize or default_scheme(target, grids)
             calibration = calibration_ids(step, checkpoint.tokenizer)
             record = quantize_step(program_step, scheme, grids, calibration)
-        programs[engine] = writer(program_step, chunk, pot, work / filename)
+        extra = {"grids": grids} if target == "ios" else {}
+        programs[engine] = writer(program_step, chunk, pot, work / filename, **extra)
         if record is not None:
             programs[engine]["quantization"] = record
         programs[engine]["export_seconds"] = round(time.perf_counter() - started, 1)
