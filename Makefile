@@ -16,7 +16,8 @@ demo: setup $(BUNDLE)/manifest.json
 	$(VENV)/acre run $(BUNDLE) --context $(DOCUMENT) --store build/alice.l2 --sources \
 	    --question "$(QUESTION)" --max-new-tokens 40
 
-NATIVE_SOURCES = native/include/*.h native/src/*.cpp native/src/*.hpp native/tests/*.cpp native/python/*.cpp
+NATIVE_SOURCES = native/include/*.h native/src/*.cpp native/src/*.hpp native/tests/*.cpp native/tests/*.hpp \
+    native/python/*.cpp native/python/*.hpp
 lint: setup
 	$(VENV)/ruff check acre tests scripts benchmarks
 	clang-format --dry-run --Werror $(NATIVE_SOURCES)

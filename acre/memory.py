@@ -24,7 +24,8 @@ MIB = 2**20
 # object), its int32 copies in the store and the lexical index (3 x 4 B), the character offsets
 # (2 x 4 B) and the text (UTF-8, kept as str and as bytes for the store: ~4 B a token each)
 DOCUMENT_BYTES_PER_TOKEN = 8 + 32 + 12 + 8 + 8
-LEXICAL_BUILD_BYTES_PER_TOKEN = 5 * 8  # np.unique over int64 keys: the keys, their sort, the counts
+# the core sorts one (token, span) uint64 key per token, beside the int32 ids handed to it
+LEXICAL_BUILD_BYTES_PER_TOKEN = 8 + 4
 
 
 def _status(field: str) -> int | None:
@@ -62,7 +63,7 @@ class SessionShape:
     probe_layers: int
     refill_slots: int = 0  # the pot's refill region
     reuse: bool = False  # refill_mode reuse: refilled K/V are read from L2 (else re-encoded)
-    fanout: int = 8  # the span index's tree (acre/runtime/span_index.py)
+    fanout: int = 8  # the span index's tree (native/src/span_index.cpp)
 
     def pot_bytes(self, slots: int | None = None) -> int:
         return (slots or self.pot_slots) * slot_bytes(self.geometry, self.kv_dtype)

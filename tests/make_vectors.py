@@ -1,11 +1,13 @@
 """Shared test vectors: what every port of the runtime (the JVM core of android_demo/, the Swift port
-of ios_demo/) must reproduce exactly. Written by the Python runtime itself:
+of ios_demo/) must reproduce exactly. Written by the runtime itself (the native core through acre._native):
 
     python -m tests.make_vectors          # rewrite tests/vectors/ after a deliberate format change
 
 tests/test_vectors.py fails when the committed vectors differ from what the runtime writes now, so
 a change to a format or a selection rule cannot land without the vectors (and so the ports' tests)
-following it. See tests/vectors/README.md for what each file holds.
+following it; float scores a case gives a `tolerance` for are held to it (the span index's and BM25's:
+the core computes them in float64, numpy in float32 or with its own log). See tests/vectors/README.md
+for what each file holds.
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def write_store(out: Path, codec: str, rng: np.random.Generator) -> dict[str, An
     store.close()
     (out / "lock").unlink()
     store = SpanStore.open(out)
-    spans = []
+    spans, reps = [], store.reps
     for i in range(store.span_count):
         span = store.read(i)
         spans.append(
@@ -175,7 +177,7 @@ def write_store(out: Path, codec: str, rng: np.random.Generator) -> dict[str, An
                 "v": _floats(span.v),
                 "k_sha256": hashlib.sha256(np.ascontiguousarray(span.k, "<f4").tobytes()).hexdigest(),
                 "v_sha256": hashlib.sha256(np.ascontiguousarray(span.v, "<f4").tobytes()).hexdigest(),
-                "reps": _floats(store.reps[i]),
+                "reps": _floats(reps[i]),
             }
         )
     rb = meta.record_bytes
@@ -364,7 +366,7 @@ def index_case(rng: np.random.Generator) -> dict[str, Any]:
     reps = rng.normal(size=(spans, lp, hkv, r, d)).astype(np.float16)
     queries = rng.normal(size=(lp, 4, 3, d)).astype(np.float32)
     heads = [(1, 2), (0, 0)]
-    index = SpanIndex(reps, fanout=8)
+    index = SpanIndex.from_reps(reps, fanout=8)
     z = index.scores(queries, heads, beam=2, tree=True)
     flat = index.scores(queries, heads, tree=False)
     return {
@@ -375,8 +377,8 @@ def index_case(rng: np.random.Generator) -> dict[str, Any]:
         "reps": _floats(reps),
         "queries_shape": list(queries.shape),
         "queries": _floats(queries),
-        "levels": [len(level) for level in index.levels],
-        "level_reps": [_floats(level) for level in index.levels[1:]],
+        "levels": index.level_sizes,
+        "level_reps": [_floats(index.level(depth)) for depth in range(1, len(index.level_sizes))],
         "tree_scores": [None if np.isneginf(x) else float(x) for x in z],
         "flat_scores": _floats(flat),
         "tolerance": 1e-4,

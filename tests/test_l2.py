@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from acre.runtime.l2 import RECORD_HEADER_BYTES, SpanBuffer, SpanStore, StoreError, StoreMeta
+from acre.runtime.span_index import SpanIndex, representatives
 
 S, L, HKV, D = 8, 2, 2, 4
 
@@ -150,18 +151,20 @@ def test_a_second_writer_is_refused_while_the_first_writes(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)  # free once it is done
 
 
-def test_the_representatives_are_one_array_the_index_can_view_without_a_copy(tmp_path):
+def test_the_span_index_reads_the_representatives_from_the_store_into_the_core(tmp_path):
+    """The store keeps no copy of the representatives in RAM (it held a second one until ingest's
+    end): the span index reads them from spans.bin into the core, as the store wrote them."""
     store = SpanStore.create(tmp_path / "doc", meta())
-    store.reserve(6)
-    buffer_before = store.reps.base
-    fill(store, 5 * S)
-    view = store.reps
-    assert len(view) == 5 and view.base is buffer_before  # no copy, no reallocation within reserve
-    fill(store, 3 * S, seed=1)  # past the reservation it grows and still appends
-    assert len(store.reps) == 8 and np.array_equal(store.reps[:5], view)
+    _, k, _ = fill(store, 5 * S)
+    assert not any(isinstance(value, np.ndarray) for value in vars(store).values())
+    index = SpanIndex.from_store(store)
+    want = np.stack([representatives(k[[1], :, i * S : (i + 1) * S], 2) for i in range(5)]).astype(np.float16)
+    assert index.level_sizes == [5] and np.array_equal(index.level(0), want)
+    assert np.array_equal(store.reps, want) and index.nbytes == want.nbytes
+    fill(store, 3 * S, seed=1)  # more spans: a new index sees them
+    assert SpanIndex.from_store(store).level_sizes == [8]
     store.close()
-    reopened = SpanStore.open(tmp_path / "doc")
-    assert np.array_equal(reopened.reps, store.reps)
+    assert np.array_equal(SpanIndex.from_store(SpanStore.open(tmp_path / "doc")).level(0)[:5], want)
 
 
 def test_a_store_without_kv_keeps_ids_and_index_and_refuses_kv_reads(tmp_path):

@@ -24,7 +24,8 @@ refusal. A store is a directory:
 Only chosen spans are read (pread), each verified against its crc32. A crash at any moment leaves a
 store that reopens consistent: store.json and the snapshots are replaced durably (temporary file,
 fsync, rename), a trailing partial record is discarded, and so is a last record whose checksum
-fails. The span index entries (`reps`) are kept in RAM here, in one numpy array the index views.
+fails. The span index entries (`reps`) are not kept here: the span index reads them from spans.bin
+into the core (acre/runtime/span_index.py), so they are in RAM once.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 
 from acre import _native
 from acre.errors import StoreError
+from acre.runtime.span_index import representatives
 
 __all__ = ["CODECS", "RECORD_HEADER_BYTES", "Span", "SpanBuffer", "SpanStore", "StoreError", "StoreMeta"]
 
@@ -97,11 +99,6 @@ class SpanStore:
         starts, lengths = core.spans(0)
         self.starts: list[int] = list(starts)
         self.lengths: list[int] = list(lengths)
-        # [capacity, Lp, Hkv, R, D]: row i is span i's representatives. One array, grown rarely and
-        # sized up front by `reserve`, so the index can take a view instead of a stacked copy
-        # (a copy is a transient 2x of the index at the end of ingest: +18 MB at 128k tokens).
-        self._reps = np.zeros((self.span_count, *self.meta.reps_shape), dtype=np.float16)
-        core.read_reps(0, self.span_count, self._reps)
         self._read_base = 0
 
     # ---- create / open ------------------------------------------------------------------------
@@ -132,16 +129,17 @@ class SpanStore:
         return json.loads(self._core.info_json())
 
     @property
-    def reps(self) -> np.ndarray:
-        """Representative keys of every span: [spans, Lp, Hkv, R, D] float16 (the index, in RAM)."""
-        return self._reps[: self.span_count]  # a view: valid until more spans are appended
+    def core(self) -> _native.Store:
+        """The core's store (the span index reads its entries through it)."""
+        return self._core
 
-    def reserve(self, spans: int) -> None:
-        """Make room for `spans` spans' representatives (a document's length is known up front)."""
-        if spans > len(self._reps):
-            grown = np.zeros((spans, *self.meta.reps_shape), dtype=np.float16)
-            grown[: self.span_count] = self._reps[: self.span_count]
-            self._reps = grown
+    @property
+    def reps(self) -> np.ndarray:
+        """Representative keys of every span as stored: [spans, Lp, Hkv, R, D] float16, read from
+        spans.bin into a new array (the session's span index holds them in the core)."""
+        reps = np.empty((self.span_count, *self.meta.reps_shape), dtype=np.float16)
+        self._core.read_reps(0, self.span_count, reps)
+        return reps
 
     # ---- write --------------------------------------------------------------------------------
     @property
@@ -163,12 +161,8 @@ class SpanStore:
             *(kv if self.meta.keeps_kv else (None, None)),
             np.ascontiguousarray(reps, np.float32),
         )
-        span = self.span_count
-        if span == len(self._reps):
-            self.reserve(max(2 * span, 16))
         self.starts.append(int(start))
         self.lengths.append(len(tokens))
-        self._core.read_reps(span, 1, self._reps[span : span + 1])  # as stored, float16
 
     def finish(self, pot_state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         """Mark the document complete and save the pot as it stands after ingest."""
@@ -237,9 +231,6 @@ class SpanBuffer:
     """Collects a stream of token K/V into spans of S tokens and appends each full span to the store."""
 
     def __init__(self, store: SpanStore, probe_layers: list[int], sink_tokens: int = 0) -> None:
-        from acre.runtime.span_index import representatives
-
-        self._representatives = representatives
         self.store = store
         self.probe_layers = probe_layers
         self.sink_tokens = sink_tokens
@@ -270,7 +261,7 @@ class SpanBuffer:
         # The sinks stay in the pot for good, and their keys (large norms, matched by every query)
         # would make their span win every search: they are left out of its representatives.
         skip = min(max(self.sink_tokens - self.start, 0), n - 1)
-        reps = self._representatives(k[self.probe_layers][:, :, skip:], self.store.meta.reps)
+        reps = representatives(k[self.probe_layers][:, :, skip:], self.store.meta.reps)
         self.store.append_span(self.start, self.tokens[:n], k, self.v[:, :, :n], reps)
         self.start += n
         self.fill = 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +39,7 @@ from acre.runtime.pot import Pot, SlotKind, rotate
 from acre.runtime.sampling import sample
 from acre.runtime.selection import choose_and_say_why, combine_scores, refill_placement
 from acre.runtime.sources import Source, SourceMap
-from acre.runtime.span_index import SpanIndex
+from acre.runtime.span_index import SpanIndex, select_probe_queries
 from acre.runtime.tokenizer import BundleTokenizer
 
 _MARKER = "\u0000ACRE-DOCUMENT\u0000"
@@ -251,8 +250,6 @@ class Session:
         self.document_ids, self.index, self.lexical = [], None, None
         self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
         buffer, begin = self._open_store(store, digest, resume) if self.policy.refill else (None, 0)
-        if self.store and buffer:
-            self.store.reserve(-(-len(ids) // self.span_tokens))  # the index in RAM, sized once
         self.resumed_from = begin or None
         per_step = self.chunk - len(self.catalyst_ids)
         for start in range(begin, len(ids), per_step):
@@ -284,7 +281,7 @@ class Session:
                 },
                 {"policy": self.policy.name, "document_sha256": digest},
             )
-            self.index = SpanIndex(self.store.reps)
+            self.index = SpanIndex.from_store(self.store)
         return len(ids)
 
     def _guard_store(self, store: str | Path, digest: str, replace: bool) -> None:
@@ -400,7 +397,7 @@ class Session:
             getattr(self.pot, name)[...] = state[name]  # in place: the pot is never reallocated
         if self.store:
             self.store.close()
-        self.store, self.index, self.lexical = opened, SpanIndex(opened.reps), None
+        self.store, self.index, self.lexical = opened, SpanIndex.from_store(opened), None
         self.document_ids = state["document_ids"].tolist()
         self.source_map = SourceMap.from_arrays(state)
         self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
@@ -592,7 +589,7 @@ class Session:
             np.add.at(attention_mass, self.pot.token[l1] // s, attention[l1])
         if policy.use_index:
             if self.index is None:
-                self.index = SpanIndex(self.store.reps)
+                self.index = SpanIndex.from_store(self.store)
             probes = select_probe_queries(queries) if policy.use_probes else queries[:, :, -1:]
             # mean, not sum, of the heads' standardised scores: a softmax over sums is one-hot
             index_z = self.index.scores(probes, self.retrieval_heads, tree=policy.use_tree)
@@ -732,13 +729,3 @@ def _check_text(text: object, what: str) -> None:
         )
     if not text.strip():
         raise InputError(f"the {what} is empty")
-
-
-def select_probe_queries(queries: np.ndarray, share: float = 0.25) -> np.ndarray:
-    """ActQKV: the question tokens whose queries deviate most from the question's mean query
-    (activation bias) probe the index, plus the last token. queries [Lp, H, T, D] -> [Lp, H, k, D]."""
-    t = queries.shape[2]
-    bias = np.linalg.norm(queries - queries.mean(axis=2, keepdims=True), axis=-1).sum(axis=(0, 1))
-    k = max(1, math.ceil(t * share))
-    picks = set(np.argsort(-bias, kind="stable")[:k].tolist()) | {t - 1}
-    return queries[:, :, sorted(picks)]

@@ -12,8 +12,9 @@
  * is a no-op). Buffers passed in stay owned by the caller; the core never keeps a pointer to them
  * beyond the call, except the user pointer given to a step callback engine.
  *
- * This slice covers the bundle, the tokenizer, the step program and the L2 store. The pot, span
- * selection and the session are to come behind this same header (see native/README.md).
+ * This slice covers the bundle, the tokenizer, the step program, the L2 store and span selection (the
+ * span index, BM25, the choice of spans and their place in the pot). The pot, the policies and the
+ * session are to come behind this same header (see native/README.md).
  */
 #ifndef ACRE_H
 #define ACRE_H
@@ -25,7 +26,7 @@
 extern "C" {
 #endif
 
-#define ACRE_ABI_VERSION 2 /* 2: the L2 store, ACRE_DTYPE_INT8 */
+#define ACRE_ABI_VERSION 3 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection */
 
 /* ---- status and errors ------------------------------------------------------------------- */
 
@@ -297,6 +298,109 @@ acre_status acre_snapshot_array(const acre_snapshot *snapshot, size_t index, acr
 /* A checkpoint's info as JSON text ("" for a pot snapshot); owned by the snapshot. */
 const char *acre_snapshot_info_json(const acre_snapshot *snapshot);
 void acre_snapshot_free(acre_snapshot *snapshot);
+
+/* ---- span selection: the span index, BM25, which spans a question refills --------------------- */
+
+/*
+ * A question's spans are scored by (a) its attention on each span's L1 entries (the host sums it),
+ * (b) its probe queries against the span index, (c) BM25 of its token ids against each span's; the
+ * scores are combined, cut by their density, and the chosen spans placed in the pot's refill slots.
+ * Scores are float64 and every sum runs sequentially, in the order stated, so results are the same
+ * bits on every machine (exp is correctly rounded, not the platform's). NaN or inf where a finite
+ * value is due, an empty input, or an id out of range is ACRE_ERR_INVALID_ARGUMENT naming it.
+ */
+#define ACRE_SPAN_INDEX_FANOUT 8 /* children per node of the span index's tree */
+#define ACRE_BM25_K1 1.2
+#define ACRE_BM25_B 0.75
+
+/* A span's representative keys: keys float32 [Lp, Hkv, n, D] (its probe layers' keys, n >= 1) ->
+ * out float32 [Lp, Hkv, R, D] (R = reps), per head the R keys of largest norm, largest first (ties:
+ * the earlier key), repeated from the first when n < R. */
+acre_status acre_representatives(const acre_array *keys, int32_t reps, const acre_buffer *out);
+
+/* ActQKV's probe queries: of queries float32 [Lp, H, T, D] (T >= 1), the ceil(T * share) tokens (at
+ * least 1) whose queries deviate most from the question's mean query (L2 norm summed over layers and
+ * heads), and the last token, ascending, into picks[0..capacity) (T always suffices); share in (0, 1].
+ * Too small: ACRE_ERR_BUFFER_TOO_SMALL with *n_picks set to the count needed. */
+acre_status acre_probe_queries(const acre_array *queries, double share, int64_t *picks, size_t capacity,
+                               size_t *n_picks);
+
+typedef struct acre_span_index acre_span_index;
+
+/* A span index over reps float16 [N, Lp, Hkv, R, D] (N >= 1, finite; copied: the index owns its
+ * entries), and its tree of coarser nodes (each keeps the R largest-norm keys of its fanout children). */
+acre_status acre_span_index_new(const acre_array *reps, int32_t fanout, acre_span_index **out);
+/* The index of a store's spans, their representatives read from spans.bin into the index. */
+acre_status acre_span_index_from_store(acre_store *store, int32_t fanout, acre_span_index **out);
+void acre_span_index_free(acre_span_index *index);
+size_t acre_span_index_span_count(const acre_span_index *index);
+size_t acre_span_index_bytes(const acre_span_index *index); /* the entries of every level */
+/* Its entries' shape: dims = {Lp, Hkv, R, D}. */
+acre_status acre_span_index_shape(const acre_span_index *index, int64_t dims[4]);
+/* Levels of the tree: 1 for the spans alone; nodes of a level (0: the spans; 0 past the last). */
+size_t acre_span_index_levels(const acre_span_index *index);
+size_t acre_span_index_level_size(const acre_span_index *index, size_t level);
+/* A level's entries as float16 [nodes, Lp, Hkv, R, D] into out. */
+acre_status acre_span_index_level_reps(const acre_span_index *index, size_t level, const acre_buffer *out);
+
+/* The score of every span into scores[n_scores] (n_scores = the span count): for each retrieval head
+ * (heads[2i]: its index into the probe layers, heads[2i+1]: its query head; n_heads >= 1) a node's best
+ * dot product of any query with any of its keys, standardised over the candidate nodes, summed over the
+ * heads in the order given. queries float32 [Lp, H, T, D], H a multiple of Hkv, T >= 1. With tree, the
+ * search runs top-down keeping `beam` nodes per level and spans it did not reach score -inf; without,
+ * every span is scored. */
+acre_status acre_span_index_scores(const acre_span_index *index, const acre_array *queries,
+                                   const int32_t *heads, size_t n_heads, int32_t beam, int tree,
+                                   double *scores, size_t n_scores);
+
+typedef struct acre_lexical acre_lexical;
+
+/* BM25 over the document's token ids (n_ids >= 1, each >= 0) cut into spans of span_tokens, the last
+ * possibly shorter: one (token, span, count) posting per distinct token of each span. */
+acre_status acre_lexical_new(const int32_t *document_ids, size_t n_ids, int32_t span_tokens,
+                             acre_lexical **out);
+void acre_lexical_free(acre_lexical *lexical);
+size_t acre_lexical_span_count(const acre_lexical *lexical);
+size_t acre_lexical_bytes(const acre_lexical *lexical);
+/* BM25 of every span into scores[n_scores] (n_scores = the span count) for the distinct query ids
+ * (ids >= 0; ids the document lacks add 0; no ids: all 0). */
+acre_status acre_lexical_scores(const acre_lexical *lexical, const int32_t *query_ids, size_t n_query,
+                                double *scores, size_t n_scores);
+
+/* (x - mean) / std over x[n] (population std; all 0 when x is constant) into out[n]. */
+acre_status acre_standardised(const double *x, size_t n, double *out);
+
+/* One score per span (n >= 1) into out[n]: the mean of the parts given, each NULL or n values (not all
+ * NULL), summed in this order: (a) attention, normalised to sum 1; (b) index_z, the span index's
+ * scores (-inf where not reached, at least one finite), as a softmax; (c) lexical BM25 scores,
+ * standardised, as a softmax. */
+acre_status acre_combine_scores(const double *attention, const double *index_z, const double *lexical,
+                                size_t n, double *out);
+
+/* The spans a question is about, best first, into cores (n_cores set): the fewest of the positive-scored
+ * spans (ranked by score, ties: lower index first) whose running sum reaches `mass` (0, 1] of their total,
+ * at least min_spans, at most budget (>= 0). cores holds min(budget, n) values. */
+acre_status acre_core_spans(const double *scores, size_t n, int32_t budget, double mass, int32_t min_spans,
+                            int64_t *cores, size_t *n_cores);
+
+/* The spans to refill, ascending, into chosen (n_chosen set), and what the question is about into about
+ * (n_about set): the core spans each bring their neighbours (1 before, 1 after, 2 before, ... up to
+ * `neighbors` on each side) while the budget lasts; up to half the budget goes first to the `carried`
+ * spans (those the turn before in a dialogue was about; ids that are no span are ignored), what they
+ * leave to more neighbours. About: the cores and carried spans refilled. Each output holds
+ * min(budget, n) values. */
+acre_status acre_choose_spans(const double *scores, size_t n, int32_t budget, double mass, int32_t min_spans,
+                              int32_t neighbors, const int64_t *carried, size_t n_carried, int64_t *chosen,
+                              size_t *n_chosen, int64_t *about, size_t *n_about);
+
+/* Where a refill goes: the tokens of `spans` (distinct, each < n_store_spans; span i holds document
+ * tokens starts[i] .. starts[i] + lengths[i]) in document order, less those resident in the pot (sinks,
+ * recent window), into tokens, and the first free slots in the order given into slots; *n_placed set.
+ * Both outputs hold n_free values; more tokens than free slots is refused. */
+acre_status acre_refill_placement(const int64_t *spans, size_t n_spans, const int64_t *starts,
+                                  const int32_t *lengths, size_t n_store_spans, const int64_t *resident,
+                                  size_t n_resident, const int64_t *free_slots, size_t n_free, int64_t *slots,
+                                  int64_t *tokens, size_t *n_placed);
 
 #ifdef __cplusplus
 }

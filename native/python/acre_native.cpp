@@ -211,7 +211,8 @@ struct Engine {
 
 }  // namespace
 
-void register_l2(nb::module_ &m);  // l2_binding.cpp
+void register_l2(nb::module_ &m);         // l2_binding.cpp
+void register_selection(nb::module_ &m);  // selection_binding.cpp
 
 NB_MODULE(_native, m) {
   m.doc() = "acre's native runtime core (native/include/acre.h): bundle, tokenizer, step engine";
@@ -288,4 +289,5 @@ NB_MODULE(_native, m) {
       .def("step", &Engine::step, nb::arg("rows"), nb::arg("inputs"),
            "Run the method for `rows` rows on C-contiguous numpy inputs; returns new numpy outputs.");
   register_l2(m);
+  register_selection(m);
 }

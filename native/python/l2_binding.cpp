@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "acre.h"
+#include "binding.hpp"
 
 namespace nb = nanobind;
 
@@ -25,18 +26,9 @@ using In = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;  // read-only arr
 using Out = nb::ndarray<nb::c_contig, nb::device::cpu>;
 using NamedArrays = std::vector<std::pair<std::string, In>>;
 
-[[noreturn]] void raise(acre_status status, const std::string &message) {
-  const char *name = status == ACRE_ERR_STORE              ? "StoreError"
-                     : status == ACRE_ERR_INVALID_ARGUMENT ? "InputError"
-                                                           : "AcreError";
-  nb::object cls = nb::module_::import_("acre.errors").attr(name);
-  PyErr_SetString(cls.ptr(), message.c_str());
-  throw nb::python_error();
-}
-
-void check(acre_status status) {
-  if (status != ACRE_OK) raise(status, acre_last_error());
-}
+using acre_binding::check;
+using acre_binding::raise;
+using acre_binding::Store;
 
 // numpy's dtype name of a DLPack dtype ("float32", "int8", "bool"), which acre_dtype_from_name reads.
 acre_dtype dtype_of(const nb::dlpack::dtype &d) {
@@ -100,28 +92,11 @@ std::vector<std::pair<std::string, nb::object>> arrays_of(acre_snapshot *raw) {
   return out;
 }
 
-struct Store {
-  acre_store *handle = nullptr;
-  explicit Store(acre_store *h) : handle(h) {}
-  ~Store() { acre_store_free(handle); }
-  Store(const Store &) = delete;
-  Store &operator=(const Store &) = delete;
-
-  acre_store *get() const {
-    if (!handle) raise(ACRE_ERR_STORE, "the L2 store is closed");
-    return handle;
-  }
-  void close() {
-    acre_store_free(handle);  // releases the writer's lock
-    handle = nullptr;
-  }
-
-  void finish_or_checkpoint(bool finish, const NamedArrays &arrays, const std::string &json) {
-    std::vector<acre_array> in;
-    for (const auto &[name, a] : arrays) in.push_back(array_of(name.c_str(), a));
-    check((finish ? acre_store_finish : acre_store_checkpoint)(get(), in.data(), in.size(), json.c_str()));
-  }
-};
+void finish_or_checkpoint(Store &s, bool finish, const NamedArrays &arrays, const std::string &json) {
+  std::vector<acre_array> in;
+  for (const auto &[name, a] : arrays) in.push_back(array_of(name.c_str(), a));
+  check((finish ? acre_store_finish : acre_store_checkpoint)(s.get(), in.data(), in.size(), json.c_str()));
+}
 
 acre_store_meta meta_of(const std::string &fingerprint, int32_t span_tokens, int32_t layers, int32_t kv_heads,
                         int32_t head_dim, int32_t probe_layers, int32_t reps, const std::string &codec) {
@@ -243,10 +218,10 @@ void register_l2(nb::module_ &m) {
           },
           nb::arg("first"), nb::arg("count"), nb::arg("out").noconvert())
       .def("finish", [](Store &s, const NamedArrays &arrays,
-                        const std::string &extra_json) { s.finish_or_checkpoint(true, arrays, extra_json); })
+                        const std::string &extra_json) { finish_or_checkpoint(s, true, arrays, extra_json); })
       .def("checkpoint",
            [](Store &s, const NamedArrays &arrays, const std::string &info_json) {
-             s.finish_or_checkpoint(false, arrays, info_json);
+             finish_or_checkpoint(s, false, arrays, info_json);
            })
       .def("truncate", [](Store &s, size_t spans) { check(acre_store_truncate(s.get(), spans)); })
       .def("load_pot",

@@ -6,6 +6,9 @@
 #include "acre.h"
 #include "bundle.hpp"
 #include "l2.hpp"
+#include "lexical.hpp"
+#include "selection.hpp"
+#include "span_index.hpp"
 #include "step.hpp"
 #include "tokenizer.hpp"
 
@@ -23,6 +26,12 @@ struct acre_store {
 };
 struct acre_snapshot {
   std::unique_ptr<acre::Snapshot> impl;
+};
+struct acre_span_index {
+  std::unique_ptr<acre::SpanIndex> impl;
+};
+struct acre_lexical {
+  std::unique_ptr<acre::LexicalIndex> impl;
 };
 
 namespace {
@@ -531,5 +540,253 @@ const char *acre_snapshot_info_json(const acre_snapshot *snapshot) {
 }
 
 void acre_snapshot_free(acre_snapshot *snapshot) { delete snapshot; }
+
+// ---- span selection
+
+namespace {
+
+// The dims of an array of this dtype and rank given through the C ABI (its bytes and data checked).
+std::vector<int64_t> dims_of(const acre_array *a, const char *what, acre_dtype dtype, int32_t rank) {
+  need(a, what);
+  const acre_tensor_info &info = a->info;
+  if (info.dtype != dtype || info.rank != rank)
+    acre::fail(ACRE_ERR_INVALID_ARGUMENT,
+               std::string(what) + " must be " + acre_dtype_name(dtype) + " of rank " + std::to_string(rank) +
+                   ", not " + acre_dtype_name(info.dtype) + " of rank " + std::to_string(info.rank));
+  size_t count = 1;
+  for (int32_t i = 0; i < rank; ++i) {
+    if (info.dims[i] < 0)
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, std::string(what) + " has a negative dimension");
+    count *= size_t(info.dims[i]);
+  }
+  if (info.bytes != count * acre_dtype_size(dtype))
+    acre::fail(ACRE_ERR_INVALID_ARGUMENT, std::string(what) + ": " + std::to_string(info.bytes) +
+                                              " bytes for its shape's " +
+                                              std::to_string(count * acre_dtype_size(dtype)));
+  if (count) need(a->data, what);
+  return {info.dims, info.dims + rank};
+}
+
+void need_values(const void *p, size_t n, const char *what) {
+  if (n) need(p, what);
+}
+
+void need_count(size_t got, size_t want, const char *what) {
+  if (got != want)
+    acre::fail(ACRE_ERR_INVALID_ARGUMENT, std::string(what) + " holds " + std::to_string(got) +
+                                              " values for " + std::to_string(want) + " spans");
+}
+
+void put(const std::vector<int64_t> &values, int64_t *out, size_t *n) {
+  std::copy(values.begin(), values.end(), out);
+  *n = values.size();
+}
+
+}  // namespace
+
+acre_status acre_representatives(const acre_array *keys, int32_t reps, const acre_buffer *out) {
+  return guard([&] {
+    const std::vector<int64_t> d = dims_of(keys, "keys", ACRE_DTYPE_FLOAT32, 4);
+    if (reps < 1)
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, std::to_string(reps) + " representatives per head; at least 1");
+    need_bytes(out, size_t(d[0] * d[1] * reps * d[3]) * 4, "out");
+    acre::representatives(static_cast<const float *>(keys->data), d[0], d[1], d[2], d[3], reps,
+                          static_cast<float *>(out->data));
+  });
+}
+
+acre_status acre_probe_queries(const acre_array *queries, double share, int64_t *picks, size_t capacity,
+                               size_t *n_picks) {
+  return guard([&] {
+    const std::vector<int64_t> d = dims_of(queries, "queries", ACRE_DTYPE_FLOAT32, 4);
+    need(n_picks, "n_picks");
+    const std::vector<int64_t> got =
+        acre::probe_queries(static_cast<const float *>(queries->data), d[0], d[1], d[2], d[3], share);
+    *n_picks = got.size();
+    if (got.size() > capacity)
+      acre::fail(ACRE_ERR_BUFFER_TOO_SMALL,
+                 std::to_string(got.size()) + " probe queries for room for " + std::to_string(capacity));
+    need(picks, "picks");
+    put(got, picks, n_picks);
+  });
+}
+
+acre_status acre_span_index_new(const acre_array *reps, int32_t fanout, acre_span_index **out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    const std::vector<int64_t> d = dims_of(reps, "reps", ACRE_DTYPE_FLOAT16, 5);
+    const auto *bits = static_cast<const uint16_t *>(reps->data);
+    std::vector<uint16_t> entries(bits, bits + reps->info.bytes / 2);
+    auto index = std::make_unique<acre_span_index>();
+    index->impl = std::make_unique<acre::SpanIndex>(acre::IndexShape{d[1], d[2], d[3], d[4]},
+                                                    std::move(entries), fanout);
+    *out = index.release();
+  });
+}
+
+acre_status acre_span_index_from_store(acre_store *store, int32_t fanout, acre_span_index **out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    acre::Store &s = store_of(store);
+    const acre::StoreMeta &m = s.meta();
+    std::vector<uint16_t> entries(s.span_count() * m.reps_bytes() / 2);
+    s.read_reps(0, s.span_count(), entries.data());
+    auto index = std::make_unique<acre_span_index>();
+    index->impl = std::make_unique<acre::SpanIndex>(
+        acre::IndexShape{m.probe_layers, m.kv_heads, m.reps, m.head_dim}, std::move(entries), fanout);
+    *out = index.release();
+  });
+}
+
+void acre_span_index_free(acre_span_index *index) { delete index; }
+
+size_t acre_span_index_span_count(const acre_span_index *index) { return index ? index->impl->spans() : 0; }
+
+size_t acre_span_index_bytes(const acre_span_index *index) { return index ? index->impl->bytes() : 0; }
+
+acre_status acre_span_index_shape(const acre_span_index *index, int64_t dims[4]) {
+  return guard([&] {
+    need(index, "index");
+    need(dims, "dims");
+    const acre::IndexShape &shape = index->impl->shape();
+    dims[0] = shape.probe_layers, dims[1] = shape.kv_heads, dims[2] = shape.reps, dims[3] = shape.head_dim;
+  });
+}
+
+size_t acre_span_index_levels(const acre_span_index *index) { return index ? index->impl->levels() : 0; }
+
+size_t acre_span_index_level_size(const acre_span_index *index, size_t level) {
+  return index && level < index->impl->levels() ? index->impl->level_size(level) : 0;
+}
+
+acre_status acre_span_index_level_reps(const acre_span_index *index, size_t level, const acre_buffer *out) {
+  return guard([&] {
+    need(index, "index");
+    if (level >= index->impl->levels())
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "level " + std::to_string(level) + " of a span index of " +
+                                                std::to_string(index->impl->levels()) + " levels");
+    const std::vector<uint16_t> &entries = index->impl->level(level);
+    need(out, "out");
+    need_bytes(out, 2 * entries.size(), "out");
+    std::copy(entries.begin(), entries.end(), static_cast<uint16_t *>(out->data));
+  });
+}
+
+acre_status acre_span_index_scores(const acre_span_index *index, const acre_array *queries,
+                                   const int32_t *heads, size_t n_heads, int32_t beam, int tree,
+                                   double *scores, size_t n_scores) {
+  return guard([&] {
+    need(index, "index");
+    const acre::SpanIndex &ix = *index->impl;
+    const std::vector<int64_t> d = dims_of(queries, "queries", ACRE_DTYPE_FLOAT32, 4);
+    if (d[0] != ix.shape().probe_layers || d[3] != ix.shape().head_dim)
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT,
+                 "queries [Lp, H, T, D] = [" + std::to_string(d[0]) + ", " + std::to_string(d[1]) + ", " +
+                     std::to_string(d[2]) + ", " + std::to_string(d[3]) + "] for an index of " +
+                     std::to_string(ix.shape().probe_layers) + " probe layers and head_dim " +
+                     std::to_string(ix.shape().head_dim));
+    need_values(heads, n_heads, "heads");
+    std::vector<acre::Head> use;
+    for (size_t i = 0; i < n_heads; ++i) use.emplace_back(heads[2 * i], heads[2 * i + 1]);
+    need_count(n_scores, ix.spans(), "scores");
+    need(scores, "scores");
+    ix.scores(static_cast<const float *>(queries->data), d[1], d[2], use, beam, tree != 0, scores);
+  });
+}
+
+acre_status acre_lexical_new(const int32_t *document_ids, size_t n_ids, int32_t span_tokens,
+                             acre_lexical **out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    need_values(document_ids, n_ids, "document_ids");
+    auto lexical = std::make_unique<acre_lexical>();
+    lexical->impl = std::make_unique<acre::LexicalIndex>(document_ids, n_ids, span_tokens);
+    *out = lexical.release();
+  });
+}
+
+void acre_lexical_free(acre_lexical *lexical) { delete lexical; }
+
+size_t acre_lexical_span_count(const acre_lexical *lexical) { return lexical ? lexical->impl->spans() : 0; }
+
+size_t acre_lexical_bytes(const acre_lexical *lexical) { return lexical ? lexical->impl->bytes() : 0; }
+
+acre_status acre_lexical_scores(const acre_lexical *lexical, const int32_t *query_ids, size_t n_query,
+                                double *scores, size_t n_scores) {
+  return guard([&] {
+    need(lexical, "lexical");
+    need_values(query_ids, n_query, "query_ids");
+    need_count(n_scores, lexical->impl->spans(), "scores");
+    need(scores, "scores");
+    lexical->impl->scores(query_ids, n_query, scores);
+  });
+}
+
+acre_status acre_standardised(const double *x, size_t n, double *out) {
+  return guard([&] {
+    need_values(x, n, "x");
+    need_values(out, n, "out");
+    const std::vector<double> z = acre::standardised(x, n);
+    std::copy(z.begin(), z.end(), out);
+  });
+}
+
+acre_status acre_combine_scores(const double *attention, const double *index_z, const double *lexical,
+                                size_t n, double *out) {
+  return guard([&] {
+    const std::vector<double> total = acre::combine_scores(attention, index_z, lexical, n);
+    need(out, "out");
+    std::copy(total.begin(), total.end(), out);
+  });
+}
+
+acre_status acre_core_spans(const double *scores, size_t n, int32_t budget, double mass, int32_t min_spans,
+                            int64_t *cores, size_t *n_cores) {
+  return guard([&] {
+    need_values(scores, n, "scores");
+    need(n_cores, "n_cores");
+    const std::vector<int64_t> got = acre::core_spans(scores, n, budget, mass, min_spans);
+    if (!got.empty()) need(cores, "cores");
+    put(got, cores, n_cores);
+  });
+}
+
+acre_status acre_choose_spans(const double *scores, size_t n, int32_t budget, double mass, int32_t min_spans,
+                              int32_t neighbors, const int64_t *carried, size_t n_carried, int64_t *chosen,
+                              size_t *n_chosen, int64_t *about, size_t *n_about) {
+  return guard([&] {
+    need_values(scores, n, "scores");
+    need_values(carried, n_carried, "carried");
+    need(n_chosen, "n_chosen");
+    need(n_about, "n_about");
+    const acre::Choice choice =
+        acre::choose_spans(scores, n, budget, mass, min_spans, neighbors, carried, n_carried);
+    if (!choice.spans.empty()) need(chosen, "chosen"), need(about, "about");
+    put(choice.spans, chosen, n_chosen);
+    put(choice.about, about, n_about);
+  });
+}
+
+acre_status acre_refill_placement(const int64_t *spans, size_t n_spans, const int64_t *starts,
+                                  const int32_t *lengths, size_t n_store_spans, const int64_t *resident,
+                                  size_t n_resident, const int64_t *free_slots, size_t n_free, int64_t *slots,
+                                  int64_t *tokens, size_t *n_placed) {
+  return guard([&] {
+    need_values(spans, n_spans, "spans");
+    need_values(starts, n_store_spans, "starts");
+    need_values(lengths, n_store_spans, "lengths");
+    need_values(resident, n_resident, "resident");
+    need_values(free_slots, n_free, "free_slots");
+    need(n_placed, "n_placed");
+    const acre::Placement placed = acre::refill_placement(spans, n_spans, starts, lengths, n_store_spans,
+                                                          resident, n_resident, free_slots, n_free);
+    if (!placed.tokens.empty()) need(slots, "slots"), need(tokens, "tokens");
+    put(placed.slots, slots, n_placed);
+    put(placed.tokens, tokens, n_placed);
+  });
+}
 
 }  // extern "C"

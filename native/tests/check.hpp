@@ -1,0 +1,60 @@
+// What the span selection tests share: CHECK (counts failures and goes on), the core's last error,
+// the shared vectors (tests/vectors/selection.json) and acre_arrays over test data.
+#pragma once
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "acre.h"
+
+namespace test {
+
+inline int failures = 0;
+
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      ++test::failures;                                                             \
+    }                                                                               \
+  } while (0)
+
+// A refusal with this status whose message names `words`.
+inline bool refused(acre_status status, acre_status want, const char *words) {
+  const bool ok = status == want && std::strstr(acre_last_error(), words) != nullptr;
+  if (!ok) std::fprintf(stderr, "  got status %d: %s\n", int(status), acre_last_error());
+  return ok;
+}
+
+inline nlohmann::json selection_vectors() {
+  std::ifstream in(std::string(ACRE_VECTORS_DIR) + "/selection.json");
+  return nlohmann::json::parse(in);
+}
+
+inline acre_array array(acre_dtype dtype, std::vector<int64_t> dims, const void *data) {
+  acre_array a{};
+  a.info.name = "array";
+  a.info.dtype = dtype;
+  a.info.rank = int32_t(dims.size());
+  size_t count = 1;
+  for (size_t i = 0; i < dims.size(); ++i) a.info.dims[i] = dims[i], count *= size_t(dims[i]);
+  a.info.bytes = count * acre_dtype_size(dtype);
+  a.data = data;
+  return a;
+}
+
+inline int finish(const char *name) {
+  if (failures) {
+    std::fprintf(stderr, "%s: %d check(s) failed\n", name, failures);
+    return 1;
+  }
+  std::printf("%s: all checks passed\n", name);
+  return 0;
+}
+
+}  // namespace test
