@@ -385,8 +385,9 @@ def test_the_gguf_package_stores_codes_scales_and_offsets_as_the_file(gguf_ios_b
     shared_weights(spec)
 
     bundle = Bundle.open(gguf_ios_bundle)
-    validate_coreml(bundle)
     compression = bundle.programs["coreml"]["compression"]
+    report = validate_coreml(bundle)
+    assert report["code_dtypes"] == {"prefill": compression["dtypes"], "decode": compression["dtypes"]}
     assert compression["scheme"] == "gguf" and compression["dtypes"] == {
         "uint4": len(gguf_grids) - 2,
         "int8": 1,

@@ -597,7 +597,7 @@ def validate_coreml(
 
     `bundle_or_path` is a Bundle, a bundle directory (its manifest.json is read unless `manifest` is
     given) or the .mlpackage itself (then `manifest` is required). Returns a report: package path,
-    size in bytes, ops per function, compressed weights, ops kept in fp32."""
+    size in bytes, ops per function, compressed weights (and by code dtype), ops kept in fp32."""
     ct = _coremltools()
     from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
     from coremltools.proto import MIL_pb2
@@ -679,6 +679,7 @@ def validate_coreml(
     # the fp32 islands in fp32, the compressed weights as declared, every weight blob present.
     ops_report: dict[str, int] = {}
     compressed: dict[str, int] = {}
+    code_dtypes: dict[str, dict[str, int]] = {}
     fp32_kept: dict[str, int] = {}
     model_dir = package / "Data" / "com.apple.CoreML"
     blob_sizes: dict[str, int] = {}
@@ -758,6 +759,7 @@ def validate_coreml(
                     problems.append(f"{name}: weight file {file} is missing")
                 elif blob.offset >= blob_sizes[file]:
                     problems.append(f"{name}: weight of {op.outputs[0].name} lies past the end of {file}")
+        code_dtypes[name] = dict(codes)
         counted = {k: v for k, v in declared.items() if v is not None}
         if counted and dict(codes) != counted:
             problems.append(f"{name}: compressed weights by code dtype {dict(codes)}, manifest {counted}")
@@ -771,6 +773,7 @@ def validate_coreml(
         "functions": {n: methods[n] for n in methods},
         "ops": ops_report,
         "compressed_weights": compressed,
+        "code_dtypes": code_dtypes,
         "fp32_ops": fp32_kept,
         "weight_files": blob_sizes,
     }
