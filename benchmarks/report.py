@@ -449,6 +449,48 @@ def suite_section(results: Path, name: str, beside: list[dict] | None = None) ->
     return "\n".join(lines)
 
 
+def engine_section(results: Path, shipped: str = "suite", eager: str = "suite_eager") -> str:
+    """The shipped program against the eager fp32 module on the very cases (same seed, family, length,
+    split; acre with no switches): of the cases the eager engine found, how many the program found,
+    over all of them and over those where both refilled the same spans (there only the weights differ)."""
+    eager_runs, eager_rows = load(eager, results)
+    pick = [r for r in load(shipped, results)[1] if r.get("engine") == "executorch"]
+    program = {
+        (r["family"], r["length"], r.get("split"), r["seed"]): r
+        for r in pick
+        if r.get("policy") == "acre" and not r.get("switches") and "correct" in r
+    }
+    pairs = [
+        (r, program[key])
+        for r in eager_rows
+        if r.get("policy") == "acre" and not r.get("switches") and "correct" in r
+        and (key := (r["family"], r["length"], r.get("split"), r["seed"])) in program
+    ]  # fmt: skip
+    if not pairs:
+        return ""
+    table = []
+    for family in [f for f in FAMILIES if any(e["family"] == f for e, _ in pairs)] + ["all"]:
+        mine = [(e, s) for e, s in pairs if family in ("all", e["family"])]
+        same = [(e, s) for e, s in mine if e["spans"] == s["spans"]]
+        kept = [s["correct"] for e, s in mine if e["correct"]]
+        kept_same = [s["correct"] for e, s in same if e["correct"]]
+        table.append([
+            family, str(len(mine)), found([e for e, _ in mine]), found([s for _, s in mine]),
+            share(sum(kept), len(kept)) if kept else "–", f"{len(same)}",
+            share(sum(kept_same), len(kept_same)) if kept_same else "–",
+        ])  # fmt: skip
+    header = [
+        "family", "cases", "eager fp32 found", "shipped program found", "shipped found of eager's",
+        "same spans refilled", "shipped found of eager's, same spans",
+    ]  # fmt: skip
+    commands = [f"    {run_command(r)}" for r in eager_runs if "config" in r and r["config"].get("cases")]
+    return "\n".join([
+        f"`benchmarks/results/{eager}.jsonl` (eager engine: the fp32 module) against the executorch rows "
+        f"of `benchmarks/results/{shipped}.jsonl` (the shipped program), acre, case by case. "
+        f"{config_line(eager_runs)} Commands:", "", *commands, "", *md_table(header, table),
+    ])  # fmt: skip
+
+
 def llamacpp_rss(rows: list[dict]) -> str:
     """llama.cpp's own peak RSS; rows before `rss_source` took ru_maxrss, inherited over exec."""
     own = [r["peak_rss_bytes"] for r in rows if r.get("rss_source") == "VmHWM"]
@@ -608,6 +650,8 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
     acre_rows = [r for r in load("suite", results)[1] if r.get("policy") == "acre" and not r.get("switches")]
     variants = suite_section(results, "suite_variants", beside=acre_rows)
     variants_text = f"## Experiments: acre's switches on the dev split\n\n{variants}\n" if variants else ""
+    engines = engine_section(results)
+    engines_text = f"## The shipped program against the eager module\n\n{engines}\n" if engines else ""
     text = f"""# Benchmarks
 
 Rendered by `python -m benchmarks.report` from `benchmarks/results/*.jsonl`; every line of those
@@ -635,6 +679,7 @@ used for tuning: run it to report a change once it is made, never to choose one.
 
 {pilot_text}
 {variants_text}
+{engines_text}
 ## Memory and speed of `acre` against document length
 
 `benchmarks/memory.sh` (`benchmarks/results/memory.jsonl`): one process per length, the shipped

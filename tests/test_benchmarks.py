@@ -200,3 +200,30 @@ def test_wilson_intervals_match_the_formula_and_stay_inside_zero_and_one():
     assert share(24, 30) == "24/30 [63–90%]"
     lo, hi = wilson(15, 30)
     assert lo < 0.5 < hi and abs((lo + hi) / 2 - 0.5) < 1e-9  # symmetric at one half
+
+
+def test_the_engine_section_pairs_the_very_cases_and_counts_the_shipped_programs_share(tmp_path):
+    from benchmarks.report import engine_section
+
+    def row(engine: str, seed: int, correct: bool, spans: list[int], **extra: object) -> dict:
+        return {"family": "single", "length": 2000, "split": "dev", "seed": seed, "policy": "acre",
+                "engine": engine, "correct": correct, "spans": spans, **extra}  # fmt: skip
+
+    config = {"bundle": "b", "engine": "torch", "tasks": ["single"], "policies": ["acre"], "lengths": [2000],
+              "cases": 3, "split": "dev", "seed": 0, "name": "e"}  # fmt: skip
+    header = {"run": {"config": config, "machine": {"cpus": 2, "commit": "abc", "versions": {}}}}
+    eager = [row("torch", 1, True, [1]), row("torch", 2, True, [2]), row("torch", 3, False, [3]),
+             row("torch", 4, True, [4])]  # fmt: skip
+    switched = row("executorch", 1, False, [1], switches={"x": 1})
+    shipped = [row("executorch", 1, True, [1]), row("executorch", 2, False, [5]),
+               row("executorch", 3, True, [3]), switched]  # fmt: skip
+    for name, rows in (("suite_eager", eager), ("suite", shipped)):
+        lines = [header, *rows]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    text = engine_section(tmp_path)
+    single = next(line for line in text.splitlines() if line.startswith("| single |"))
+    # seeds 1-3 pair (4 has no shipped row, the switched row is not acre's own); eager found 1 and 2,
+    # the program kept 1 of them; seeds 1 and 3 refilled the same spans, and there it kept 1 of 1
+    assert single.startswith("| single | 3 | 2/3 [") and "| 2/3 [" in single
+    assert " | 1/2 [" in single and single.endswith("| 2 | 1/1 [21–100%] |"), single
+    assert engine_section(tmp_path, eager="absent") == ""

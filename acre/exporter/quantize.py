@@ -34,12 +34,14 @@ PARTS = ("mlp", "attention", "lm_head", "embedding")
 
 @dataclass(frozen=True)
 class Rule:
-    bits: int  # 4 or 8; 0: the source's grid (GRID)
+    bits: int  # 4 or 8; 0: the source's grid (GRID); -1: int8 or int4 per layer (SENSITIVE)
     group: int | None  # None: one scale per output channel (per row for the embedding)
 
     def describe(self) -> str:
         if self.bits == 0:
             return "the source's own blocks"
+        if self.bits == -1:
+            return f"int8 per channel or int4 groups of {self.group} by measured sensitivity"
         return f"int{self.bits} " + (f"groups of {self.group}" if self.group else "per channel")
 
 
@@ -86,7 +88,25 @@ SCHEMES: dict[str, dict[str, Rule]] = {
 GRID = Rule(0, BLOCK)
 SCHEMES["gguf"] = dict.fromkeys(PARTS, GRID)
 FALLBACK = "8da4w-mlp-emb"
-OUTLIERS = 8  # input channels per grid layer kept out of the int8 activations (docs/quantization.md)
+# Each linear layer int8 or int4 by its measured sensitivity, within a size ceiling (default: what
+# FALLBACK weighs for the model); the embedding as in FALLBACK (acre/exporter/sensitivity.py).
+SENSITIVE = Rule(-1, 32)
+SCHEMES["sensitive"] = {
+    "mlp": SENSITIVE,
+    "attention": SENSITIVE,
+    "lm_head": SENSITIVE,
+    "embedding": SCHEMES[FALLBACK]["embedding"],
+}
+# Input channels per grid layer kept out of the int8 activations, by layer name ("*": any other), as
+# benchmarks/outliers.py measured them (docs/quantization.md): more for down_proj was within noise
+# and over the 130 MB ceiling with lm_head's 8.
+OUTLIERS: dict[str, int] = {"*": 8}
+
+
+def outliers_for(fqn: str) -> int:
+    return OUTLIERS.get(fqn.rsplit(".", 1)[-1], OUTLIERS["*"])
+
+
 # chosen by benchmarks/quantization.py (docs/quantization.md); `gguf` where the source has grids
 DEFAULT_SCHEME = {"android": FALLBACK}
 
@@ -270,9 +290,82 @@ def _inside(fqn: str, modules: set[str]) -> bool:
     return any(fqn == m or fqn.startswith(m + ".") for m in modules)
 
 
-def check_scheme(scheme: str) -> None:
+def check_scheme(scheme: str, max_weight_bytes: int | None = None) -> None:
     if scheme not in SCHEMES:
         raise InputError(f"unknown quantization scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    if max_weight_bytes is not None and SENSITIVE not in SCHEMES[scheme].values():
+        raise InputError(f"a weight ceiling applies to the sensitive scheme, not to {scheme!r}")
+
+
+def _linears(step: StepModel) -> dict[str, nn.Linear]:
+    return {n: m for n, m in step.named_modules() if isinstance(m, nn.Linear) and _part_of(n)}
+
+
+def _fixed_bytes(step: StepModel, embedding: Rule | None) -> int:
+    """Bytes of everything but the linear layers: the embedding by its rule, the rest (norms) float32."""
+    from acre.exporter.sensitivity import embedding_bytes
+
+    vocab, dim = step.model.embed_tokens.weight.shape
+    linear = {f"{n}.weight" for n in _linears(step)} | {f"{n}.bias" for n in _linears(step)}
+    rest = sum(p.numel() for n, p in step.named_parameters() if n not in linear and "embed_tokens" not in n)
+    return embedding_bytes(vocab, dim, embedding and embedding.bits, embedding and embedding.group) + 4 * rest
+
+
+def weight_bytes(step: StepModel, scheme: str) -> int:
+    """What the weights of a scheme of plain int8/int4 rules weigh for this (unquantized) model, as
+    acre.exporter.sensitivity counts them: the sensitive scheme's default ceiling is FALLBACK's."""
+    from acre.exporter.sensitivity import linear_bytes
+
+    rules = SCHEMES[scheme]
+    if any(r.bits <= 0 for r in rules.values()):
+        raise InputError(f"the weights of scheme {scheme!r} depend on the source; they are not estimated")
+    linears = sum(
+        linear_bytes(*m.weight.shape, rules[_part_of(n)].bits if _part_of(n) in rules else None)
+        for n, m in _linears(step).items()
+    )
+    return _fixed_bytes(step, rules.get("embedding")) + linears
+
+
+def _sensitive(
+    step: StepModel, calibration: torch.Tensor | None, max_weight_bytes: int | None
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Bits per linear layer for the sensitive scheme, and the manifest's record of the choice."""
+    from acre.exporter import sensitivity
+
+    if calibration is None:
+        raise InputError("the sensitive scheme measures each layer on calibration text; none was given")
+    ceiling = weight_bytes(step, FALLBACK) if max_weight_bytes is None else max_weight_bytes
+    fixed = _fixed_bytes(step, SCHEMES["sensitive"]["embedding"])
+    measured = sensitivity.measure(step, _linears(step), calibration)
+    bits = sensitivity.choose(measured, fixed, ceiling)
+    layers = measured.layers.values()
+    total = fixed + sum(sensitivity.linear_bytes(x.rows, x.cols, bits[x.fqn]) for x in layers)
+    record = {
+        "ceiling_bytes": ceiling,
+        "ceiling": f"{FALLBACK}'s weights" if max_weight_bytes is None else "--max-weights-mb",
+        "weight_bytes": total,
+        "int8_layers": sum(b == 8 for b in bits.values()),
+        "int4_layers": sum(b == 4 for b in bits.values()),
+        "kl_all_int8": round(measured.kl_int8, 6),
+        "calibration_positions": measured.positions,
+        "seconds": measured.seconds,
+        "measure": "mean KL against fp32 on the calibration text, every linear layer int8 but this one int4",
+    }
+    why = {
+        x.fqn: f"int4 alone measured {x.kl_int4:.4g} nats ({x.kl_saved:+.3g} against all int8) "
+        f"for {x.extra_bytes / 1e6:.3f} MB saved"
+        for x in layers
+    }
+    record["layers"] = {  # the same figures for programs: bits chosen, KL measured, bytes int8 costs
+        f"{x.fqn}.weight": {
+            "bits": bits[x.fqn],
+            "kl_int4": round(x.kl_int4, 6),
+            "kl_saved": round(x.kl_saved, 6),
+            "extra_bytes": x.extra_bytes,
+        }
+        for x in layers
+    }
+    return bits, {"record": record, "why": why}
 
 
 def calibration_ids(step: StepModel, tokenizer: Any, tokens: int = 512) -> torch.Tensor:
@@ -332,10 +425,12 @@ def _onto_grids(step: StepModel, grids: dict[str, Grid], calibration: torch.Tens
         step.model.embed_tokens = QuantizedEmbedding.from_grid(embedding, six_bits=True)
         kept = "6-bit codes (code / 4) on the q8_0 blocks" if step.model.embed_tokens.bits == 6 else "grid"
         done["model.embed_tokens.weight"] = f"{embedding.kind} {kept}: portable lookup"
-    if calibration is not None and OUTLIERS:
+    if calibration is not None:
         for fqn, peak in _channel_peaks(step, layers, calibration).items():
-            layers[fqn].split_outliers(peak.topk(min(OUTLIERS, len(peak))).indices)
-            done[f"{fqn}.weight"] += f", {len(layers[fqn].outlier_index)} outlier input channels in float32"
+            count = min(outliers_for(fqn), len(peak))
+            if count:
+                layers[fqn].split_outliers(peak.topk(count).indices)
+                done[f"{fqn}.weight"] += f", {count} outlier input channels in float32"
     return done
 
 
@@ -344,16 +439,19 @@ def quantize_step(
     scheme: str,
     grids: dict[str, Grid] | None = None,
     calibration: torch.Tensor | None = None,
+    max_weight_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Quantize `step` in place by `scheme`; return the manifest's `quantization` record. `grids` are
     the source checkpoint's own blocks (acre.exporter.gguf_grid), which the `gguf` scheme keeps;
-    `calibration` token ids find the activation outlier channels of those layers."""
-    check_scheme(scheme)
+    `calibration` token ids find the activation outlier channels of those layers, and the sensitive
+    scheme measures each layer on them, within `max_weight_bytes` (default: FALLBACK's size)."""
+    check_scheme(scheme, max_weight_bytes)
     rules = SCHEMES[scheme]
     if not rules:
         return {"scheme": "fp32", "weights": "float32", "activations": "float32"}
-    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
-    from torchao.quantization.granularity import PerAxis, PerGroup
+    from torchao.quantization import quantize_
+
+    from acre.exporter.sensitivity import linear_config
 
     counts = {part: _params(step, part) for part in PARTS}
     tensors: dict[str, str] = {}  # parameter name -> what was done, for the manifest
@@ -365,6 +463,10 @@ def quantize_step(
             )
         tensors = _onto_grids(step, grids, calibration)
     on_grid = {name.removesuffix(".weight") for name in tensors}
+    chosen: dict[str, int] = {}
+    sensitive: dict[str, Any] = {}
+    if SENSITIVE in rules.values():  # measured before anything is quantized: against the fp32 module
+        chosen, sensitive = _sensitive(step, calibration, max_weight_bytes)
 
     parts: dict[str, Any] = {}
     for part in PARTS:
@@ -385,28 +487,31 @@ def quantize_step(
             continue
         if rule.group and step.g.hidden % rule.group:
             raise InputError(f"hidden size {step.g.hidden} is not a multiple of the group size {rule.group}")
-        rest = {
+        rest = [  # in module order: the manifest lists tensors as the model runs them
             name
             for name, m in step.named_modules()
             if isinstance(m, nn.Linear) and _part_of(name) == part and not _inside(name, on_grid)
-        }
+        ]
+        # per layer: the rule's bits, or the sensitive scheme's choice (the same two torchao configs)
+        bits = {name: chosen[name] if rule is SENSITIVE else rule.bits for name in rest}
+        if rule is not SENSITIVE and rule.group != (32 if rule.bits == 4 else None):
+            raise InputError(f"linear layers are int8 per channel or int4 in groups of 32, not {rule}")
+        for width in sorted(set(bits.values()), reverse=True):
+            names = [name for name, b in bits.items() if b == width]
+            quantize_(step, linear_config(width), filter_fn=lambda m, fqn, r=set(names): fqn in r)
+            done = Rule(width, 32 if width == 4 else None).describe()
+            for name in names:
+                why = f"; {sensitive['why'][name]}" if name in sensitive.get("why", {}) else ""
+                tensors[f"{name}.weight"] = f"{done}: xnnpack 8da{width}w{why}"
         if rest:
-            config = Int8DynamicActivationIntxWeightConfig(
-                weight_dtype=torch.int4 if rule.bits == 4 else torch.int8,
-                weight_granularity=PerGroup(rule.group) if rule.group else PerAxis(0),
-            )
-            quantize_(step, config, filter_fn=lambda m, fqn, r=rest: fqn in r)
-            tensors.update({f"{name}.weight": f"{rule.describe()}: xnnpack 8da{rule.bits}w" for name in rest})
-            parts[part]["others"] = rule.describe()
+            counts_by = [f"{sum(b == w for b in bits.values())} int{w}" for w in (8, 4)]
+            parts[part]["others"] = rule.describe() if rule is not SENSITIVE else ", ".join(counts_by)
     if on_grid:
         # the blocks' constant parts: small, and int8 per channel costs nothing measurable
         offsets = {f"{name}.offset" for name in on_grid}
-        quantize_(
-            step,
-            Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0)),
-            filter_fn=lambda m, fqn: fqn in offsets,
-        )
+        quantize_(step, linear_config(8), filter_fn=lambda m, fqn: fqn in offsets)
     dense = [p for p in PARTS if p in rules and p != "embedding"]
+    extra = {"sensitivity": sensitive["record"]} if sensitive else {}
     return {
         "scheme": scheme,
         "weights": ", ".join(f"{p} {rules[p].describe()}" for p in PARTS if p in rules),
@@ -417,4 +522,5 @@ def quantize_step(
         "tensors": tensors,
         "symmetric": not on_grid,
         "tool": "torchao Int8DynamicActivationIntxWeightConfig; acre GridLinear and QuantizedEmbedding",
+        **extra,
     }
