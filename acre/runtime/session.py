@@ -35,7 +35,8 @@ from acre.runtime.l2 import SpanBuffer, SpanStore, StoreError, StoreMeta
 from acre.runtime.lexical import LexicalIndex
 from acre.runtime.malloc import fix_mmap_threshold
 from acre.runtime.policies import CATALYST, Layout, make_policy
-from acre.runtime.pot import Pot, SlotKind, rotate
+from acre.runtime.pot import ARRAYS as POT_ARRAYS
+from acre.runtime.pot import Pot, SlotKind
 from acre.runtime.sampling import sample
 from acre.runtime.selection import choose_and_say_why, combine_scores, refill_placement
 from acre.runtime.sources import Source, SourceMap
@@ -46,7 +47,6 @@ _MARKER = "\u0000ACRE-DOCUMENT\u0000"
 QUESTION_SEPARATOR = "\n\n"
 DOCUMENT_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT, SlotKind.REFILL)
 STORED_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT)
-POT_ARRAYS = ("k", "v", "positions", "mask", "kind", "token")
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 
@@ -163,11 +163,13 @@ class Session:
         return regions
 
     def free_in(self, kind: SlotKind) -> np.ndarray:
-        slots = self.regions.get(kind, np.empty(0, dtype=np.int64))
-        return slots[self.pot.kind[slots] == SlotKind.FREE]
+        region = self.regions.get(kind)  # a range of slots
+        if region is None or not len(region):
+            return np.empty(0, dtype=np.int64)
+        return self.pot.free_slots(int(region[0]), len(region))
 
     def slots_of(self, *kinds: SlotKind) -> np.ndarray:
-        return np.flatnonzero(np.isin(self.pot.kind, kinds))
+        return self.pot.slots_of(*kinds)
 
     # ---- tokens -------------------------------------------------------------------------------
     def encode(self, text: str, what: str) -> list[int]:
@@ -258,7 +260,7 @@ class Session:
             out = self._step(piece + self.catalyst_ids, position)
             n = len(piece)
             if buffer:  # L2 keeps keys un-rotated (as at position 0): refills place them anywhere
-                keys = rotate(out.k_new[:, :, :n], -np.arange(position, position + n), self.pot.inv_freq)
+                keys = self.pot.unrotate(out.k_new[:, :, :n], np.arange(position, position + n))
                 buffer.add(np.asarray(piece), keys, out.v_new[:, :, :n])
             self._place(start, n, position, out, catalyst_rows=slice(n, n + len(self.catalyst_ids)))
             if (
@@ -346,8 +348,7 @@ class Session:
             return False
         if arrays["k"].shape != self.pot.k.shape or arrays["span_k"].shape != opened.meta.kv_shape:
             return False
-        for name in POT_ARRAYS:
-            getattr(self.pot, name)[...] = arrays[name]
+        self.pot.restore(arrays)  # in place: the pot is never reallocated
         opened.truncate(int(info["spans"]))
         return True
 
@@ -393,8 +394,7 @@ class Session:
         state = opened.load_pot()
         if state["k"].shape != self.pot.k.shape or opened.info.get("policy") != self.policy.name:
             raise InputError(f"{store}: ingested with another pot layout or policy; ingest it again")
-        for name in POT_ARRAYS:
-            getattr(self.pot, name)[...] = state[name]  # in place: the pot is never reallocated
+        self.pot.restore(state)  # in place: the pot is never reallocated
         if self.store:
             self.store.close()
         self.store, self.index, self.lexical = opened, SpanIndex.from_store(opened), None
@@ -570,8 +570,7 @@ class Session:
     def _reset_question(self) -> None:
         """Back to the pot as ingest left it: no question, no refill, every stored entry visible."""
         self.pot.clear(self.slots_of(SlotKind.QUESTION, SlotKind.REFILL))
-        stored = self.slots_of(*STORED_KINDS)
-        self.pot.mask[stored] = True
+        self.pot.show(self.slots_of(*STORED_KINDS))
         self._compact()
 
     def _select_spans(
@@ -637,9 +636,9 @@ class Session:
                 k[:, :, rows] = read.k[:, :, token[rows] - read.start]
                 v[:, :, rows] = read.v[:, :, token[rows] - read.start]
         self.pot.write(slots, k, v, 0, SlotKind.REFILL, token)
-        self.pot.mask[self.slots_of(SlotKind.L1)] = False
+        self.pot.show(self.slots_of(SlotKind.L1), False)
         if not self.policy.answer_recent:
-            self.pot.mask[self.slots_of(SlotKind.RECENT)] = False
+            self.pot.show(self.slots_of(SlotKind.RECENT), False)
         if not reuse:
             self._reencode()
         elif not self.policy.answer_recent:
@@ -652,17 +651,17 @@ class Session:
         slots = slots[np.argsort(self.pot.token[slots], kind="stable")]
         later = self.slots_of(SlotKind.RECENT, SlotKind.REFILL)
         later = later[self.pot.mask[later]]  # what the answer sees: a hidden recent window stays hidden
-        self.pot.mask[later] = False
+        self.pot.show(later, False)
         position = self._compact()  # the sinks
         for done in range(0, len(slots), self.chunk):
             part = slots[done : done + self.chunk]
-            out = self._step([self.document_ids[t] for t in self.pot.token[part]], position)
-            self.pot.k[:, :, part] = out.k_new[:, :, : len(part)]
-            self.pot.v[:, :, part] = out.v_new[:, :, : len(part)]
-            self.pot.positions[part] = np.arange(position, position + len(part))  # seen so by later parts
-            self.pot.mask[part] = True
-            position += len(part)
-        self.pot.mask[later] = True
+            tokens = self.pot.token[part]
+            out = self._step([self.document_ids[t] for t in tokens], position)
+            n = len(part)  # their K/V, at the positions later parts see them at
+            at = np.arange(position, position + n)
+            self.pot.write(part, out.k_new[:, :, :n], out.v_new[:, :, :n], at, SlotKind.REFILL, tokens)
+            position += n
+        self.pot.show(later)
         self._compact()
 
     def _shown_while_answering(self) -> tuple[SlotKind, ...]:
@@ -673,11 +672,7 @@ class Session:
     def _compact(self) -> int:
         """Give the visible document entries consecutive positions in document order (so the model
         never sees a position outside its window) and return the next free position."""
-        slots = self.slots_of(*DOCUMENT_KINDS)
-        slots = slots[self.pot.mask[slots]]
-        slots = slots[np.argsort(self.pot.token[slots], kind="stable")]
-        self.pot.move(slots, np.arange(len(slots)))
-        return len(slots)
+        return self.pot.compact(*DOCUMENT_KINDS)
 
     def _step(self, ids: list[int], start: int) -> StepOutputs:
         """One call of the step program (decode entry point for a single token)."""

@@ -12,8 +12,9 @@
  * is a no-op). Buffers passed in stay owned by the caller; the core never keeps a pointer to them
  * beyond the call, except the user pointer given to a step callback engine.
  *
- * This slice covers the bundle, the tokenizer, the step program, the L2 store and span selection (the
- * span index, BM25, the choice of spans and their place in the pot). The pot, the policies and the
+ * This slice covers the bundle, the tokenizer, the step program, the L2 store, span selection (the
+ * span index, BM25, the choice of spans and their place in the pot) and the pot (its K/V, positions,
+ * mask and slot table, and the moves that keep keys rotated at their positions). The policies and the
  * session are to come behind this same header (see native/README.md).
  */
 #ifndef ACRE_H
@@ -26,7 +27,8 @@
 extern "C" {
 #endif
 
-#define ACRE_ABI_VERSION 3 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection */
+#define ACRE_ABI_VERSION \
+  4 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection; 4: the pot */
 
 /* ---- status and errors ------------------------------------------------------------------- */
 
@@ -401,6 +403,84 @@ acre_status acre_refill_placement(const int64_t *spans, size_t n_spans, const in
                                   const int32_t *lengths, size_t n_store_spans, const int64_t *resident,
                                   size_t n_resident, const int64_t *free_slots, size_t n_free, int64_t *slots,
                                   int64_t *tokens, size_t *n_placed);
+
+/* ---- the pot ------------------------------------------------------------------------------ */
+
+/*
+ * The bounded RAM key/value buffer the step program attends to, allocated once at capacity and never
+ * reallocated: k and v [L, Hkv, P, D] (float32 or float16), and per slot its position (int64, where its
+ * key is rotated at), mask (bool: visible to the step program), kind (int8, acre_slot_kind) and document
+ * token (int64, -1 if none). The core keeps each key rotated (RoPE, the half-split layout) at its slot's
+ * position: a slot whose position changes is re-rotated by the change, with float64 angles, cos and sin
+ * rounded to float32 and float32 products (numpy's float32 math, bit for bit). Slots given to a call are
+ * each in [0, P) and, where the call writes, distinct; positions are in [0, ACRE_POT_MAX_POSITION].
+ * A bad input is ACRE_ERR_INVALID_ARGUMENT naming it, and leaves the pot unchanged.
+ */
+typedef enum acre_slot_kind {
+  ACRE_SLOT_FREE = 0,
+  ACRE_SLOT_SINK = 1,
+  ACRE_SLOT_L1 = 2,
+  ACRE_SLOT_REFILL = 3,
+  ACRE_SLOT_RECENT = 4,
+  ACRE_SLOT_QUESTION = 5 /* the question and the answer being decoded */
+} acre_slot_kind;
+
+#define ACRE_POT_MAX_POSITION 2147483647 /* beyond any model's window; float64 angles stay exact */
+#define ACRE_POT_ARRAYS 6                /* k, v, positions, mask, kind, token: the snapshot's names */
+
+typedef struct acre_pot acre_pot;
+
+/* A zeroed pot, every slot free and hidden. kv_dtype float32 or float16; inv_freq: the model's RoPE
+ * frequencies, head_dim / 2 finite values (copied). */
+acre_status acre_pot_new(int32_t layers, int32_t kv_heads, int32_t capacity, int32_t head_dim,
+                         acre_dtype kv_dtype, const double *inv_freq, size_t n_freq, acre_pot **out);
+void acre_pot_free(acre_pot *pot);
+size_t acre_pot_capacity(const acre_pot *pot);
+size_t acre_pot_bytes(const acre_pot *pot); /* of all six arrays */
+size_t acre_pot_used(const acre_pot *pot);  /* visible slots */
+
+/* Array `index` (0..ACRE_POT_ARRAYS-1: k, v, positions, mask, kind, token) over the pot's own memory:
+ * no copy, valid while the pot lives (the engine takes k, v and mask as step inputs). A host reads it
+ * and changes the pot through the functions below. */
+acre_status acre_pot_array(const acre_pot *pot, size_t index, acre_array *out);
+
+/* Rows k and v, each of the pot's dtype [L, Hkv, n, D], into slots[n], visible, of `kind` (not FREE),
+ * their keys rotated at positions[n] (NULL: 0, un-rotated), from document tokens[n] (NULL: -1). */
+acre_status acre_pot_write(acre_pot *pot, const int64_t *slots, size_t n, const acre_array *k,
+                           const acre_array *v, const int64_t *positions, acre_slot_kind kind,
+                           const int64_t *tokens);
+/* Free slots[n] (kind FREE, hidden, token -1; their K/V stay as they were, unseen). */
+acre_status acre_pot_clear(acre_pot *pot, const int64_t *slots, size_t n);
+/* Show (visible != 0) or hide slots[n] from the step program; nothing else changes. */
+acre_status acre_pot_show(acre_pot *pot, const int64_t *slots, size_t n, int visible);
+/* New positions[n] for slots[n]; each key whose position changes is re-rotated by the change. */
+acre_status acre_pot_move(acre_pot *pot, const int64_t *slots, size_t n, const int64_t *positions);
+/* The visible slots of kinds[n_kinds] (n_kinds >= 1) get positions 0, 1, ... in the order of their
+ * document tokens (stable: equal tokens keep slot order), moved as acre_pot_move moves them; the next
+ * free position (their count) into *next_position. */
+acre_status acre_pot_compact(acre_pot *pot, const acre_slot_kind *kinds, size_t n_kinds,
+                             int64_t *next_position);
+/* The keys of layers[n_layers] (n_layers >= 1) and slots[n] as at position 0 (comparable across
+ * positions), float32 [n_layers, Hkv, n, D] into out. */
+acre_status acre_pot_unrotated(const acre_pot *pot, const int32_t *layers, size_t n_layers,
+                               const int64_t *slots, size_t n, const acre_buffer *out);
+/* Keys not in the pot, float32 or float16 [layers, Hkv, n, D] (Hkv and D the pot's), rotated at
+ * positions[n], as at position 0 with the pot's frequencies: float32 of the same shape into out (the
+ * L2 store keeps keys so). */
+acre_status acre_pot_unrotate(const acre_pot *pot, const acre_array *keys, const int64_t *positions,
+                              const acre_buffer *out);
+/* The free slots (kind FREE) of the region [first, first + count), ascending, into slots[0..capacity)
+ * (count always suffices); *n_slots set. Too small: ACRE_ERR_BUFFER_TOO_SMALL, *n_slots the count. */
+acre_status acre_pot_free_slots(const acre_pot *pot, int64_t first, int64_t count, int64_t *slots,
+                                size_t capacity, size_t *n_slots);
+/* The slots of kinds[n_kinds] (n_kinds >= 1, FREE allowed), ascending, into slots[0..capacity) (the
+ * pot's capacity always suffices); *n_slots set. Too small: ACRE_ERR_BUFFER_TOO_SMALL. */
+acre_status acre_pot_slots_of(const acre_pot *pot, const acre_slot_kind *kinds, size_t n_kinds,
+                              int64_t *slots, size_t capacity, size_t *n_slots);
+/* Put a snapshot back (a pot.npz or checkpoint): arrays named as acre_pot_array names them (others are
+ * ignored), each of exactly the pot's dtype and shape, with valid slot entries; all are checked before
+ * anything is copied. */
+acre_status acre_pot_restore(acre_pot *pot, const acre_array *arrays, size_t n_arrays);
 
 #ifdef __cplusplus
 }

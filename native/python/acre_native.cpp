@@ -213,6 +213,7 @@ struct Engine {
 
 void register_l2(nb::module_ &m);         // l2_binding.cpp
 void register_selection(nb::module_ &m);  // selection_binding.cpp
+void register_pot(nb::module_ &m);        // pot_binding.cpp
 
 NB_MODULE(_native, m) {
   m.doc() = "acre's native runtime core (native/include/acre.h): bundle, tokenizer, step engine";
@@ -290,4 +291,5 @@ NB_MODULE(_native, m) {
            "Run the method for `rows` rows on C-contiguous numpy inputs; returns new numpy outputs.");
   register_l2(m);
   register_selection(m);
+  register_pot(m);
 }

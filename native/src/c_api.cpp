@@ -7,6 +7,7 @@
 #include "bundle.hpp"
 #include "l2.hpp"
 #include "lexical.hpp"
+#include "pot.hpp"
 #include "selection.hpp"
 #include "span_index.hpp"
 #include "step.hpp"
@@ -32,6 +33,9 @@ struct acre_span_index {
 };
 struct acre_lexical {
   std::unique_ptr<acre::LexicalIndex> impl;
+};
+struct acre_pot {
+  std::unique_ptr<acre::Pot> impl;
 };
 
 namespace {
@@ -786,6 +790,184 @@ acre_status acre_refill_placement(const int64_t *spans, size_t n_spans, const in
     if (!placed.tokens.empty()) need(slots, "slots"), need(tokens, "tokens");
     put(placed.slots, slots, n_placed);
     put(placed.tokens, tokens, n_placed);
+  });
+}
+
+// ---- the pot
+
+namespace {
+
+acre::Pot &pot_of(acre_pot *pot) {
+  need(pot, "pot");
+  return *pot->impl;
+}
+
+const acre::Pot &const_pot_of(const acre_pot *pot) {
+  need(pot, "pot");
+  return *pot->impl;
+}
+
+// kinds as the pot keeps them (int8); their values are checked by the pot
+std::vector<int8_t> kinds_of(const acre_slot_kind *kinds, size_t n) {
+  need_values(kinds, n, "kinds");
+  std::vector<int8_t> out(n);
+  for (size_t i = 0; i < n; ++i)
+    out[i] = kinds[i] >= -128 && kinds[i] <= 127 ? int8_t(kinds[i]) : int8_t(-1);  // -1: refused by name
+  return out;
+}
+
+// rows [L, Hkv, n, D] of the pot's dtype
+void need_rows(const acre_array *a, const char *what, const acre::Pot &p, size_t n) {
+  const std::vector<int64_t> d = dims_of(a, what, p.kv_dtype(), 4);
+  const acre::PotShape &s = p.shape();
+  if (d[0] != s.layers || d[1] != s.kv_heads || d[2] != int64_t(n) || d[3] != s.head_dim)
+    acre::fail(ACRE_ERR_INVALID_ARGUMENT,
+               std::string(what) + " is [" + std::to_string(d[0]) + ", " + std::to_string(d[1]) + ", " +
+                   std::to_string(d[2]) + ", " + std::to_string(d[3]) + "], not [L, Hkv, n, D] = [" +
+                   std::to_string(s.layers) + ", " + std::to_string(s.kv_heads) + ", " + std::to_string(n) +
+                   ", " + std::to_string(s.head_dim) + "]");
+}
+
+void put_slots(const std::vector<int64_t> &got, int64_t *slots, size_t capacity, size_t *n_slots) {
+  need(n_slots, "n_slots");
+  *n_slots = got.size();
+  if (got.size() > capacity)
+    acre::fail(ACRE_ERR_BUFFER_TOO_SMALL,
+               std::to_string(got.size()) + " slots for room for " + std::to_string(capacity));
+  need_values(slots, got.size(), "slots");
+  std::copy(got.begin(), got.end(), slots);
+}
+
+}  // namespace
+
+acre_status acre_pot_new(int32_t layers, int32_t kv_heads, int32_t capacity, int32_t head_dim,
+                         acre_dtype kv_dtype, const double *inv_freq, size_t n_freq, acre_pot **out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    need_values(inv_freq, n_freq, "inv_freq");
+    auto pot = std::make_unique<acre_pot>();
+    pot->impl = std::make_unique<acre::Pot>(acre::PotShape{layers, kv_heads, capacity, head_dim}, kv_dtype,
+                                            std::vector<double>(inv_freq, inv_freq + n_freq));
+    *out = pot.release();
+  });
+}
+
+void acre_pot_free(acre_pot *pot) { delete pot; }
+
+size_t acre_pot_capacity(const acre_pot *pot) { return pot ? size_t(pot->impl->shape().capacity) : 0; }
+
+size_t acre_pot_bytes(const acre_pot *pot) { return pot ? pot->impl->bytes() : 0; }
+
+size_t acre_pot_used(const acre_pot *pot) { return pot ? pot->impl->used() : 0; }
+
+acre_status acre_pot_array(const acre_pot *pot, size_t index, acre_array *out) {
+  return guard([&] {
+    const acre::Pot &p = const_pot_of(pot);
+    need(out, "out");
+    *out = p.array(index);
+  });
+}
+
+acre_status acre_pot_write(acre_pot *pot, const int64_t *slots, size_t n, const acre_array *k,
+                           const acre_array *v, const int64_t *positions, acre_slot_kind kind,
+                           const int64_t *tokens) {
+  return guard([&] {
+    acre::Pot &p = pot_of(pot);
+    need_values(slots, n, "slots");
+    need_rows(k, "k", p, n);
+    need_rows(v, "v", p, n);
+    const int8_t kind8 = kinds_of(&kind, 1)[0];
+    p.write(slots, n, k->data, v->data, positions, kind8, tokens);
+  });
+}
+
+acre_status acre_pot_clear(acre_pot *pot, const int64_t *slots, size_t n) {
+  return guard([&] {
+    acre::Pot &p = pot_of(pot);
+    need_values(slots, n, "slots");
+    p.clear(slots, n);
+  });
+}
+
+acre_status acre_pot_show(acre_pot *pot, const int64_t *slots, size_t n, int visible) {
+  return guard([&] {
+    acre::Pot &p = pot_of(pot);
+    need_values(slots, n, "slots");
+    p.show(slots, n, visible != 0);
+  });
+}
+
+acre_status acre_pot_move(acre_pot *pot, const int64_t *slots, size_t n, const int64_t *positions) {
+  return guard([&] {
+    acre::Pot &p = pot_of(pot);
+    need_values(slots, n, "slots");
+    need_values(positions, n, "positions");
+    p.move(slots, n, positions);
+  });
+}
+
+acre_status acre_pot_compact(acre_pot *pot, const acre_slot_kind *kinds, size_t n_kinds,
+                             int64_t *next_position) {
+  return guard([&] {
+    acre::Pot &p = pot_of(pot);
+    need(next_position, "next_position");
+    const std::vector<int8_t> k = kinds_of(kinds, n_kinds);
+    *next_position = p.compact(k.data(), k.size());
+  });
+}
+
+acre_status acre_pot_unrotated(const acre_pot *pot, const int32_t *layers, size_t n_layers,
+                               const int64_t *slots, size_t n, const acre_buffer *out) {
+  return guard([&] {
+    const acre::Pot &p = const_pot_of(pot);
+    need_values(layers, n_layers, "layers");
+    if (!n_layers) acre::fail(ACRE_ERR_INVALID_ARGUMENT, "no layers given");
+    need_values(slots, n, "slots");
+    const acre::PotShape &s = p.shape();
+    need_bytes(out, n_layers * size_t(s.kv_heads) * n * size_t(s.head_dim) * 4, "out");
+    p.unrotated(layers, n_layers, slots, n, static_cast<float *>(out->data));
+  });
+}
+
+acre_status acre_pot_unrotate(const acre_pot *pot, const acre_array *keys, const int64_t *positions,
+                              const acre_buffer *out) {
+  return guard([&] {
+    const acre::Pot &p = const_pot_of(pot);
+    need(keys, "keys");
+    const acre_dtype dtype = keys->info.dtype == ACRE_DTYPE_FLOAT16 ? ACRE_DTYPE_FLOAT16 : ACRE_DTYPE_FLOAT32;
+    const std::vector<int64_t> d = dims_of(keys, "keys", dtype, 4);
+    const acre::PotShape &s = p.shape();
+    if (d[1] != s.kv_heads || d[3] != s.head_dim)
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "keys have " + std::to_string(d[1]) + " heads of " +
+                                                std::to_string(d[3]) + " values; the pot has " +
+                                                std::to_string(s.kv_heads) + " of " +
+                                                std::to_string(s.head_dim));
+    need_values(positions, size_t(d[2]), "positions");
+    need_bytes(out, size_t(d[0] * d[1] * d[2] * d[3]) * 4, "out");
+    p.unrotate(keys->data, dtype, d[0], size_t(d[2]), positions, static_cast<float *>(out->data));
+  });
+}
+
+acre_status acre_pot_free_slots(const acre_pot *pot, int64_t first, int64_t count, int64_t *slots,
+                                size_t capacity, size_t *n_slots) {
+  return guard([&] { put_slots(const_pot_of(pot).free_slots(first, count), slots, capacity, n_slots); });
+}
+
+acre_status acre_pot_slots_of(const acre_pot *pot, const acre_slot_kind *kinds, size_t n_kinds,
+                              int64_t *slots, size_t capacity, size_t *n_slots) {
+  return guard([&] {
+    const acre::Pot &p = const_pot_of(pot);
+    const std::vector<int8_t> k = kinds_of(kinds, n_kinds);
+    put_slots(p.slots_of(k.data(), k.size()), slots, capacity, n_slots);
+  });
+}
+
+acre_status acre_pot_restore(acre_pot *pot, const acre_array *arrays, size_t n_arrays) {
+  return guard([&] {
+    acre::Pot &p = pot_of(pot);
+    need_values(arrays, n_arrays, "arrays");
+    p.restore(arrays, n_arrays);
   });
 }
 
