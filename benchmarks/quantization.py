@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.quantization \
         --bundle 8da4w-mlp-emb=build/smollm2-android-8da4w --bundle gguf=build/smollm2-android \
         --eager-schemes gguf 8da8w 8da4w-mlp-emb --passkey 8da4w-mlp-emb gguf
+    .venv/bin/python -m benchmarks.quantization --no-grids --eager-schemes 8da4w-mlp-emb sensitive
 
 (benchmarks/quantization.sh exports the two bundles first.)
 
@@ -38,7 +39,7 @@ import torch
 from acre.bundle import Bundle
 from acre.exporter.checkpoint import load_checkpoint
 from acre.exporter.export import source_grids
-from acre.exporter.quantize import calibration_ids, quantize_step
+from acre.exporter.quantize import SCHEMES, calibration_ids, quantize_step, weight_bytes
 from acre.runtime.engines import ExecuTorchEngine, StepInputs
 from acre.step import StepModel
 from benchmarks.tasks import haystack
@@ -175,6 +176,11 @@ def main() -> None:
     p.add_argument("--speed-repeats", type=int, default=4)
     p.add_argument("--passkey", nargs="*", default=None, help="bundle NAMEs to run the pass-key task on")
     p.add_argument("--passkey-length", type=int, default=2048)
+    p.add_argument(
+        "--no-grids",
+        action="store_true",
+        help="treat the built-in model as a Hugging Face source: its fp32 weights, not its GGUF blocks",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     bundles = dict(item.split("=", 1) for item in args.bundle)
@@ -192,15 +198,21 @@ def main() -> None:
     reference = StepModel.from_hf(checkpoint.model)
     g = reference.g
     texts = prose_segments(checkpoint.tokenizer, args.prose, args.length)
-    config = {"prose": args.prose, "length": args.length}
-    grids = source_grids(checkpoint, reference.g)
+    config = {"prose": args.prose, "length": args.length, "source_grids": not args.no_grids}
+    grids = None if args.no_grids else source_grids(checkpoint, reference.g)
     ref = np.concatenate(
         [decode_logits(eager_call(reference), g, args.length, np.float32, ids) for ids in texts]
     )
 
     for scheme in args.eager_schemes:
         step = copy.deepcopy(reference)
+        started = time.perf_counter()
         record = quantize_step(step, scheme, grids, calibration_ids(reference, checkpoint.tokenizer))
+        quantized = time.perf_counter() - started
+        # the weights' size as acre.exporter.sensitivity counts it (no program is written here)
+        size = record.get("sensitivity", {}).get("weight_bytes")
+        if size is None and all(r.bits > 0 for r in SCHEMES[scheme].values()):
+            size = weight_bytes(reference, scheme)
         started = time.perf_counter()
         got = np.concatenate(
             [decode_logits(eager_call(step), g, args.length, np.float32, ids) for ids in texts]
@@ -212,6 +224,8 @@ def main() -> None:
                 "source": "eager torchao (fp32 pot)",
                 **compare(ref, got),
                 "seconds": round(time.perf_counter() - started, 1),
+                "quantize_seconds": round(quantized, 1),
+                "weight_bytes_estimate": size,
                 "config": config,
                 "quantization": record,
             }

@@ -12,7 +12,7 @@ from acre.bundle import KV_DTYPES
 from acre.errors import AcreError, InputError
 from acre.exporter.export import DEFAULT_CHUNK, DEFAULT_POT, TARGETS, export_bundle
 from acre.exporter.fit import DEFAULT_DOCUMENT_TOKENS, export_within_budget
-from acre.exporter.quantize import DEFAULT_SCHEME, SCHEMES
+from acre.exporter.quantize import DEFAULT_SCHEME, FALLBACK, SCHEMES
 from acre.logs import quiet_libraries
 
 
@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         f"source; {DEFAULT_SCHEME['android']} otherwise; fp32 for parity checks)",
     )
     parser.add_argument(
+        "--max-weights-mb",
+        type=float,
+        default=None,
+        help="with --quantize sensitive: the weights' ceiling in MB (10^6 bytes; default: what "
+        f"{FALLBACK} weighs for the model); more int8 layers, by measured sensitivity, as it allows",
+    )
+    parser.add_argument(
         "--kv-dtype",
         choices=list(KV_DTYPES),
         default=None,
@@ -62,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = list(TARGETS) if args.target == "all" else [args.target]
     try:
         options = {"chunk": args.chunk, "pot": args.pot, "quantize": args.quantize}
+        if args.max_weights_mb is not None:
+            options["max_weights_mb"] = args.max_weights_mb
         if args.budget is None:
             out = export_bundle(args.out, targets, args.model, kv_dtype=args.kv_dtype or "float32", **options)
         elif len(targets) != 1:

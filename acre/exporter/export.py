@@ -27,6 +27,7 @@ from acre.exporter.quantize import (
     default_scheme,
     quantize_step,
 )
+from acre.exporter.sensitivity import MB
 from acre.geometry import Geometry
 from acre.signature import OUTPUT_NAMES, input_names
 from acre.step import StepModel
@@ -86,19 +87,22 @@ def export_bundle(
     signal_heads: list[tuple[int, int]] | None = None,
     quantize: str | None = None,
     kv_dtype: str = "float32",
+    max_weights_mb: float | None = None,
 ) -> Path:
     """Write a bundle to `out` (acre/exporter/fit.py fits one to a whole-process RAM budget);
     `signal_heads` overrides the calibrated retrieval heads; `quantize` names the ExecuTorch program's
     weight scheme (acre.exporter.quantize.SCHEMES; default: what a phone should run); `kv_dtype`
-    ("float32" or "float16") is the pot's K/V type on every target: fp16 halves the pot's RAM."""
+    ("float32" or "float16") is the pot's K/V type on every target: fp16 halves the pot's RAM;
+    `max_weights_mb` is the sensitive scheme's weight ceiling (default: what FALLBACK weighs)."""
     # No target at all is allowed: such a bundle runs on the eager `torch` engine only (tests, benchmarks).
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise InputError(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
     if kv_dtype not in KV_DTYPES:
         raise InputError(f"kv_dtype {kv_dtype!r} is not float32 or float16")
+    max_weight_bytes = None if max_weights_mb is None else round(max_weights_mb * MB)
     if quantize is not None:
-        check_scheme(quantize)  # before the checkpoint loads: a typo should not cost a minute
+        check_scheme(quantize, max_weight_bytes)  # before the checkpoint loads: a typo costs no minute
     checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
     pot = DEFAULT_POT if pot is None else pot
     if chunk < 2 or pot < chunk:
@@ -126,8 +130,9 @@ def export_bundle(
         if target in DEFAULT_SCHEME:  # quantized on a copy: the other targets keep their own weights
             program_step = copy.deepcopy(step)
             scheme = quantize or default_scheme(target, grids)
+            check_scheme(scheme, max_weight_bytes)
             calibration = calibration_ids(step, checkpoint.tokenizer)
-            record = quantize_step(program_step, scheme, grids, calibration)
+            record = quantize_step(program_step, scheme, grids, calibration, max_weight_bytes)
         extra = {"grids": grids} if target == "ios" else {}
         programs[engine] = writer(program_step, chunk, pot, work / filename, **extra)
         if record is not None:
