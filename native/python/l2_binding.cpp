@@ -27,43 +27,15 @@ using Out = nb::ndarray<nb::c_contig, nb::device::cpu>;
 using NamedArrays = std::vector<std::pair<std::string, In>>;
 
 using acre_binding::check;
+using acre_binding::dlpack_of;
+using acre_binding::dtype_of;
 using acre_binding::raise;
 using acre_binding::Store;
 
-// numpy's dtype name of a DLPack dtype ("float32", "int8", "bool"), which acre_dtype_from_name reads.
-acre_dtype dtype_of(const nb::dlpack::dtype &d) {
-  using code = nb::dlpack::dtype_code;
-  std::string name = d.code == uint8_t(code::Float)  ? "float"
-                     : d.code == uint8_t(code::Int)  ? "int"
-                     : d.code == uint8_t(code::UInt) ? "uint"
-                     : d.code == uint8_t(code::Bool) ? "bool"
-                                                     : "?";
-  if (name != "bool") name += std::to_string(d.bits);
-  return d.lanes == 1 ? acre_dtype_from_name(name.c_str()) : ACRE_DTYPE_INVALID;
-}
-
-nb::dlpack::dtype dlpack_of(acre_dtype dtype) {
-  using code = nb::dlpack::dtype_code;
-  const std::string name = acre_dtype_name(dtype);
-  const code c = name == "bool"   ? code::Bool
-                 : name[0] == 'f' ? code::Float
-                 : name[0] == 'u' ? code::UInt
-                                  : code::Int;
-  return {uint8_t(c), uint8_t(8 * acre_dtype_size(dtype)), 1};
-}
-
 acre_array array_of(const char *name, const In &a) {  // name: valid while the array is used
-  acre_array out{};
-  out.info.name = name;
-  out.info.dtype = dtype_of(a.dtype());
-  if (out.info.dtype == ACRE_DTYPE_INVALID)
+  if (dtype_of(a.dtype()) == ACRE_DTYPE_INVALID)
     raise(ACRE_ERR_INVALID_ARGUMENT, std::string(name) + ": an array of a dtype the store does not keep");
-  if (a.ndim() > ACRE_MAX_DIMS) raise(ACRE_ERR_INVALID_ARGUMENT, std::string(name) + ": too many dimensions");
-  out.info.rank = int32_t(a.ndim());
-  for (size_t i = 0; i < a.ndim(); ++i) out.info.dims[i] = int64_t(a.shape(i));
-  out.info.bytes = a.nbytes();
-  out.data = a.data();
-  return out;
+  return acre_binding::array_of(name, a);
 }
 
 acre_buffer buffer_of(const Out &a) { return {a.data(), a.nbytes()}; }

@@ -21,7 +21,10 @@ namespace nb = nanobind;
 
 namespace {
 
+using acre_binding::array_of;
 using acre_binding::check;
+using acre_binding::dlpack_of;
+using acre_binding::dtype_of;
 using acre_binding::raise;
 
 template <class T, class... Shape>
@@ -30,42 +33,6 @@ using Slots = In<int64_t, nb::ndim<1>>;
 using Rows = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu, nb::ndim<4>>;  // float32 or float16
 using Out = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
 using Any = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
-
-const nb::dlpack::dtype FLOAT16{uint8_t(nb::dlpack::dtype_code::Float), 16, 1};
-
-acre_dtype dtype_of(const nb::dlpack::dtype &d) {
-  if (d == nb::dtype<float>()) return ACRE_DTYPE_FLOAT32;
-  if (d == FLOAT16) return ACRE_DTYPE_FLOAT16;
-  if (d == nb::dtype<int64_t>()) return ACRE_DTYPE_INT64;
-  if (d == nb::dtype<int8_t>()) return ACRE_DTYPE_INT8;
-  if (d == nb::dtype<bool>()) return ACRE_DTYPE_BOOL;
-  if (d == nb::dtype<int32_t>()) return ACRE_DTYPE_INT32;
-  if (d == nb::dtype<uint8_t>()) return ACRE_DTYPE_UINT8;
-  return ACRE_DTYPE_INVALID;
-}
-
-nb::dlpack::dtype dlpack_of(acre_dtype dtype) {
-  switch (dtype) {
-    case ACRE_DTYPE_FLOAT32: return nb::dtype<float>();
-    case ACRE_DTYPE_FLOAT16: return FLOAT16;
-    case ACRE_DTYPE_INT64: return nb::dtype<int64_t>();
-    case ACRE_DTYPE_INT8: return nb::dtype<int8_t>();
-    default: return nb::dtype<bool>();
-  }
-}
-
-template <class A>
-acre_array array_of(const char *name, const A &a) {
-  acre_array out{};
-  out.info.name = name;
-  out.info.dtype = dtype_of(a.dtype());
-  if (a.ndim() > ACRE_MAX_DIMS) raise(ACRE_ERR_INVALID_ARGUMENT, std::string(name) + ": too many dimensions");
-  out.info.rank = int32_t(a.ndim());
-  for (size_t i = 0; i < a.ndim(); ++i) out.info.dims[i] = int64_t(a.shape(i));
-  out.info.bytes = a.nbytes();
-  out.data = a.data();
-  return out;
-}
 
 // A numpy array that owns `values` (moved, not copied).
 nb::object numpy_of(std::vector<int64_t> values) {
