@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acre.runtime.l2 import RECORD_HEADER_BYTES, SpanBuffer, SpanStore, StoreError, StoreMeta
+from acre.runtime.l2 import RECORD_HEADER_BYTES, SpanStore, StoreError, StoreMeta
 from acre.runtime.span_index import SpanIndex, representatives
 
 S, L, HKV, D = 8, 2, 2, 4
@@ -29,10 +29,10 @@ def fill(store: SpanStore, tokens: int, seed: int = 0) -> tuple[np.ndarray, np.n
     ids = rng.integers(0, 1000, tokens)
     k = rng.standard_normal((L, HKV, tokens, D)).astype(np.float32)
     v = rng.standard_normal((L, HKV, tokens, D)).astype(np.float32)
-    buffer = SpanBuffer(store, probe_layers=[1])
-    for start in range(0, tokens, 5):  # uneven pieces: spans are cut by the buffer, not the caller
-        buffer.add(ids[start : start + 5], k[:, :, start : start + 5], v[:, :, start : start + 5])
-    buffer.flush()
+    for start in range(0, tokens, S):  # spans of S tokens, the last shorter, as the session cuts them
+        rows = slice(start, min(start + S, tokens))
+        reps = representatives(k[[1]][:, :, rows], store.meta.reps)  # probe layer 1
+        store.append_span(start, ids[rows], k[:, :, rows], v[:, :, rows], reps)
     return ids, k, v
 
 

@@ -39,9 +39,8 @@ import numpy as np
 
 from acre import _native
 from acre.errors import StoreError
-from acre.runtime.span_index import representatives
 
-__all__ = ["CODECS", "RECORD_HEADER_BYTES", "Span", "SpanBuffer", "SpanStore", "StoreError", "StoreMeta"]
+__all__ = ["CODECS", "RECORD_HEADER_BYTES", "Span", "SpanStore", "StoreError", "StoreMeta"]
 
 VERSION = _native.STORE_VERSION
 CODECS: tuple[str, ...] = _native.STORE_CODECS  # none: ids and index only (what re-encoding refill reads)
@@ -225,43 +224,3 @@ class SpanStore:
     def __del__(self) -> None:
         if "_core" in self.__dict__:
             self._core.close()
-
-
-class SpanBuffer:
-    """Collects a stream of token K/V into spans of S tokens and appends each full span to the store."""
-
-    def __init__(self, store: SpanStore, probe_layers: list[int], sink_tokens: int = 0) -> None:
-        self.store = store
-        self.probe_layers = probe_layers
-        self.sink_tokens = sink_tokens
-        meta = store.meta
-        self.tokens = np.zeros(meta.span_tokens, dtype=np.int32)
-        self.k = np.zeros(meta.kv_shape, dtype=np.float32)
-        self.v = np.zeros(meta.kv_shape, dtype=np.float32)
-        self.fill = 0
-        self.start = store.tokens
-
-    def add(self, tokens: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-        done = 0
-        while done < len(tokens):
-            take = min(len(tokens) - done, len(self.tokens) - self.fill)
-            self.tokens[self.fill : self.fill + take] = tokens[done : done + take]
-            self.k[:, :, self.fill : self.fill + take] = k[:, :, done : done + take]
-            self.v[:, :, self.fill : self.fill + take] = v[:, :, done : done + take]
-            self.fill += take
-            done += take
-            if self.fill == len(self.tokens):
-                self.flush()
-
-    def flush(self) -> None:
-        if not self.fill:
-            return
-        n = self.fill
-        k = self.k[:, :, :n]
-        # The sinks stay in the pot for good, and their keys (large norms, matched by every query)
-        # would make their span win every search: they are left out of its representatives.
-        skip = min(max(self.sink_tokens - self.start, 0), n - 1)
-        reps = representatives(k[self.probe_layers][:, :, skip:], self.store.meta.reps)
-        self.store.append_span(self.start, self.tokens[:n], k, self.v[:, :, :n], reps)
-        self.start += n
-        self.fill = 0

@@ -6,79 +6,46 @@
     acre       infinipot's L1, plus query-guided refill of whole spans from L2 (the default)
 
 The ablation switches turn off one part of acre's span scoring at a time: (a) attention on the
-spans' L1 entries, (b) the span index, the ActQKV probe queries (then the question's last token
-probes alone), the tree (then every span is scored flat), and (c) lexical BM25 over token ids;
-`refill_mode` and `neighbors` change how chosen spans come back.
+spans' L1 entries (`use_attention`), (b) the span index (`use_index`), the ActQKV probe queries
+(`use_probes`; off, the question's last token probes alone), the tree (`use_tree`; off, every span is
+scored flat), and (c) lexical BM25 over token ids (`use_lexical`); `refill_mode` ("reencode": the
+spans' ids re-encoded in the context they are shown in; "reuse": their stored K/V copied),
+`neighbors`, `min_spans` and `answer_recent` change how chosen spans come back.
+
+Run by the native core (native/src/policies.cpp, acre_policy_* in native/include/acre.h); this module
+converts only: a Policy's fields are the core's, resolved and checked there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass
+from typing import Any
 
-from acre.errors import InputError
+from acre import _native
 
 # A fixed prompt whose attention over the pot rates what is worth keeping (InfiniPot's catalyst).
-CATALYST = "\nList the names, numbers, facts and key sentences of the text above."
+CATALYST: str = _native.CATALYST
+POLICIES: tuple[str, ...] = tuple(_native.POLICIES)
 
 
-@dataclass(frozen=True)
 class Policy:
-    name: str
-    bounded: bool = True  # False: the pot must hold the whole document
-    l1: bool = False  # keep a CCD-distilled L1
-    refill: bool = False  # refill spans from L2 per question
-    use_attention: bool = True  # (a) ACRE: question attention on the spans' L1 entries
-    use_index: bool = True  # (b) probe queries against the span index
-    use_probes: bool = True  # ActQKV probe-query selection by activation bias
-    use_tree: bool = True  # top-down tree search (else score every span)
-    use_lexical: bool = True  # (c) BM25 of the question's token ids against each span's
-    novelty_weight: float = 0.2  # CCD: importance = (1 - w) * catalyst attention + w * novelty
-    mass: float = 0.9  # dynamic cut: refill the fewest spans holding this share of the span scores
-    min_spans: int = 2
-    neighbors: int = 1  # also refill this many spans on each side of a chosen span
-    # "reencode": read the spans' token ids from L2 and recompute their K/V in the context they are
-    # shown in; "reuse": copy their stored K/V (ACRE's activation refilling proper). Measured on
-    # SmolLM2-135M, 2k-token pass key: reuse 20%, reencode 100% (docs/design-notes.md).
-    refill_mode: str = "reencode"
-    # the document's last tokens (the recent window) stay in view while the answer is made; off, the
-    # answer sees the sinks and the refilled spans alone, as a RAG prompt does, and a span in the
-    # recent window is refilled like any other
-    answer_recent: bool = True
+    """A policy as the core resolved it: name, bounded, l1, refill, the switches (read-only)."""
 
+    def __init__(self, core: _native.Policy) -> None:
+        object.__setattr__(self, "core", core)
+        for name, value in json.loads(core.json).items():
+            object.__setattr__(self, name, value)
 
-POLICIES = {
-    "full": Policy("full", bounded=False),
-    "streaming": Policy("streaming"),
-    "infinipot": Policy("infinipot", l1=True),
-    "acre": Policy("acre", l1=True, refill=True),
-}
-SWITCHES = (
-    "use_attention",
-    "use_index",
-    "use_probes",
-    "use_tree",
-    "use_lexical",
-    "refill_mode",
-    "neighbors",
-    "min_spans",
-    "answer_recent",
-)
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a policy is read-only; make another with make_policy")
+
+    def __repr__(self) -> str:
+        return f"Policy({self.core.json})"
 
 
 def make_policy(name: str, **switches: bool | str | int) -> Policy:
-    if name not in POLICIES:
-        raise InputError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
-    unknown = set(switches) - set(SWITCHES)
-    if unknown:
-        raise InputError(f"unknown policy switch {sorted(unknown)[0]!r}; switches: {', '.join(SWITCHES)}")
-    policy = replace(POLICIES[name], **switches)
-    if policy.refill_mode not in ("reencode", "reuse"):
-        raise InputError(f"refill_mode must be reencode or reuse, not {policy.refill_mode!r}")
-    if policy.refill and not (policy.use_attention or policy.use_index or policy.use_lexical):
-        raise InputError(
-            "acre needs at least one of use_attention, use_index and use_lexical to choose spans"
-        )
-    return policy
+    return Policy(_native.Policy(name, json.dumps(switches)))
 
 
 @dataclass(frozen=True)
@@ -97,20 +64,4 @@ class Layout:
 
     @classmethod
     def plan(cls, policy: Policy, capacity: int, chunk: int, span: int) -> Layout:
-        if not policy.bounded:
-            return cls(sink=0, l1=0, recent=capacity, refill=0, question=0)  # regions shared, see Session
-        question = max(96, capacity * 3 // 16)
-        sink = min(32, capacity // 16)
-        recent = chunk
-        rest = capacity - question - sink - recent
-        if rest < (span if policy.refill else 0) + (16 if policy.l1 else 0) or rest < 0:
-            raise InputError(
-                f"a pot of {capacity} slots is too small for the '{policy.name}' policy with chunk {chunk}: "
-                f"it needs room for the question ({question}), sinks ({sink}), the recent window ({recent})"
-                + (f" and at least one span ({span})" if policy.refill else "")
-            )
-        refill = (rest * 4 // 7) // span * span if policy.refill else 0
-        refill = max(refill, span) if policy.refill else 0
-        l1 = rest - refill if policy.l1 else 0
-        recent += 0 if policy.l1 else rest  # streaming spends the rest on a longer recent window
-        return cls(sink=sink, l1=l1, recent=recent, refill=refill, question=question)
+        return cls(**policy.core.layout(capacity, chunk, span))

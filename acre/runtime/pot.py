@@ -55,6 +55,11 @@ class Pot:
         self.k, self.v, self.positions, self.mask, self.kind, self.token = views
 
     @property
+    def core(self) -> _native.Pot:
+        """The core's pot (the native session works on it)."""
+        return self._core
+
+    @property
     def nbytes(self) -> int:
         return self._core.nbytes
 

@@ -12,30 +12,35 @@ the document part (template prefix + document) is ingested once; each question (
 is prefilled after it and the answer decoded. Every ask() starts again from the ingested
 document: it does not see earlier questions or answers. chat() does: its earlier turns stay in the
 question region while they fit (acre/runtime/dialogue.py).
+
+Ingest, reopen and resume run in the native core (native/src/session.cpp, acre_session_* in
+native/include/acre.h): the chunked prefill, the sinks and the recent window, L1's distillation, the
+L2 spans, checkpoints. The engine steps through it: the ExecuTorch engine directly, any other (the
+eager torch module, ONNX Runtime, a test's wrapper) as the core's step callback. The questions
+(selection, refill, decode, sampling) are still here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from acre import _native
 from acre.bundle import TOKENIZER_DIR, Bundle
 from acre.errors import InputError
 from acre.runtime.dialogue import Dialogue
-from acre.runtime.engines import Engine, StepInputs, StepOutputs, open_engine
-from acre.runtime.l2 import SpanBuffer, SpanStore, StoreError, StoreMeta
+from acre.runtime.engines import Engine, ExecuTorchEngine, StepInputs, StepOutputs, open_engine
+from acre.runtime.l2 import SpanStore
 from acre.runtime.lexical import LexicalIndex
 from acre.runtime.malloc import fix_mmap_threshold
-from acre.runtime.policies import CATALYST, Layout, make_policy
-from acre.runtime.pot import ARRAYS as POT_ARRAYS
+from acre.runtime.policies import Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind
 from acre.runtime.sampling import sample
 from acre.runtime.selection import choose_and_say_why, combine_scores, refill_placement
@@ -60,10 +65,6 @@ def split_chat_template(tokenizer: BundleTokenizer) -> tuple[str, str]:
     )
     prefix, _, suffix = rendered.partition(_MARKER)
     return prefix, suffix
-
-
-def document_digest(ids: list[int]) -> str:
-    return hashlib.sha256(np.asarray(ids, dtype=np.int32).tobytes()).hexdigest()
 
 
 def bundle_fingerprint(bundle: Bundle) -> str:
@@ -96,6 +97,44 @@ class QuestionStats:
     notices: list[str] = field(default_factory=list)  # what the user is told (chat: dropped turns)
 
 
+class _SessionStore(SpanStore):
+    """The session's L2 store; closing it lets the session's core go of it too (the writer's lock)."""
+
+    def __init__(self, core: _native.Store, session: _native.Session) -> None:
+        super().__init__(core, Path(core.dir))
+        self._session, self._epoch = session, session.epoch
+
+    def close(self) -> None:
+        super().close()
+        if self._session.epoch == self._epoch:  # still the session's store
+            self._session.close_store()
+
+
+def _step_callback(session: weakref.ref[Session]) -> Callable[[int, list, list], None]:
+    """The core's callback engine calls this for a Python engine: StepInputs over the core's buffers
+    (the pot's own arrays), the engine's outputs copied into the core's. `session.engine` is looked up
+    at every step, so a wrapper set later steps too. A weak reference: the core holds the callback."""
+
+    def step(rows: int, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        s = session()
+        assert s is not None
+        named = dict(zip(s._input_names, inputs, strict=True))
+        result = s.engine.step(
+            StepInputs(
+                tokens=named["tokens"],
+                positions=named["positions"],
+                pot_k=s.pot.k,
+                pot_v=s.pot.v,
+                pot_mask=s.pot.mask,
+                last_index=named["last_index"],
+            )
+        )
+        for name, out in zip(s._output_names, outputs, strict=True):
+            out[...] = getattr(result, name)
+
+    return step
+
+
 class Session:
     def __init__(
         self,
@@ -111,14 +150,10 @@ class Session:
         fix_mmap_threshold()  # before any step: keeps RSS flat over long ingests (acre/runtime/malloc.py)
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         self.policy = make_policy(policy, **switches)
-        self.engine = open_engine(self.bundle, engine) if isinstance(engine, str) else engine
         self.geometry = self.bundle.geometry
         self.chunk = self.bundle.chunk
-        # L2 keeps K/V only when the refill reads them back; re-encoding needs the ids alone
-        codec = codec or ("float16" if self.policy.refill_mode == "reuse" else "none")
-        self.span_tokens, self.reps, self.codec = span_tokens, reps, codec
+        self.span_tokens, self.reps = span_tokens, reps
         self.checkpoint_tokens = checkpoint_tokens  # how often an ingest saves where it is, to resume
-        self.resumed_from: int | None = None  # the token the last ingest resumed at, if it did
         self.tokenizer = BundleTokenizer(self.bundle.tokenizer_dir)
         self.prefix, self.suffix = split_chat_template(self.tokenizer)
         self.stop_ids = set(self.bundle.eos_token_ids)
@@ -126,11 +161,33 @@ class Session:
         self.template_ids = set(self.tokenizer.encode(self.prefix + self.suffix, add_special_tokens=False))
         self.template_ids |= set(self.tokenizer.all_special_ids)
         self.pot = Pot(self.geometry, self.bundle.pot, self.bundle.rope_inv_freq, self.bundle.kv_dtype)
-        self.layout = Layout.plan(self.policy, self.pot.capacity, self.chunk, span_tokens)
-        self.regions = self._regions()
-        catalyst = self.tokenizer.encode(CATALYST, add_special_tokens=False) if self.policy.l1 else []
-        self.catalyst_ids = catalyst[-(self.chunk // 4) :] if catalyst else []
         step = self.bundle.manifest["step"]
+        self._input_names = [n["name"] if isinstance(n, dict) else n for n in step["inputs"]]
+        self._output_names = [n["name"] if isinstance(n, dict) else n for n in step["outputs"]]
+        # Bundle.open verified the checksums already; the core checks structure and sizes again
+        core_bundle = _native.Bundle(str(self.bundle.root), verify_checksums=False)
+        self._core = _native.Session(
+            core_bundle,
+            self.pot.core,
+            self.policy.core,
+            span_tokens,
+            reps,
+            codec,
+            checkpoint_tokens,
+            bundle_fingerprint(self.bundle),
+            getattr(self.tokenizer, "_native", None),
+        )
+        # L2 keeps K/V only when the refill reads them back; re-encoding needs the ids alone
+        self.codec = self._core.codec
+        self.layout = Layout(**self._core.layout)
+        self.regions = {
+            kind: np.arange(first, first + count)
+            for kind in SlotKind
+            if kind != SlotKind.FREE
+            for first, count in [self._core.region(int(kind))]
+        }
+        self._callback = _native.Engine.callback(core_bundle, _step_callback(weakref.ref(self)))
+        self.engine = open_engine(self.bundle, engine) if isinstance(engine, str) else engine
         self.probe_layers = list(step["probe_layers"])
         # retrieval heads as (index into probe_layers, query head), the way q_probe is laid out
         self.retrieval_heads = [
@@ -144,23 +201,22 @@ class Session:
         self.last = QuestionStats()
         self.source_map: SourceMap | None = None  # the document's text and token->character offsets
         self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)  # chat() turns; a new document resets it
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self._epoch = self._core.epoch
 
-    def _regions(self) -> dict[SlotKind, np.ndarray]:
-        if not self.policy.bounded:  # full: one shared pool, the question takes what the document left
-            every = np.arange(self.pot.capacity)
-            return {SlotKind.RECENT: every, SlotKind.QUESTION: every}
-        regions, start = {}, 0
-        for kind, size in (
-            (SlotKind.SINK, self.layout.sink),
-            (SlotKind.L1, self.layout.l1),
-            (SlotKind.RECENT, self.layout.recent),
-            (SlotKind.REFILL, self.layout.refill),
-            (SlotKind.QUESTION, self.layout.question),
-        ):
-            regions[kind] = np.arange(start, start + size)
-            start += size
-        return regions
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        """The ExecuTorch engine steps in the core; any other through the core's step callback."""
+        self._engine = engine
+        self._core.set_engine(engine.core if type(engine) is ExecuTorchEngine else self._callback)
+
+    @property
+    def resumed_from(self) -> int | None:
+        """The token the last ingest resumed at (its length when it reopened a finished store), if it did."""
+        return self._core.resumed_from
 
     def free_in(self, kind: SlotKind) -> np.ndarray:
         region = self.regions.get(kind)  # a range of slots
@@ -201,7 +257,7 @@ class Session:
         self.encode(question, "question")  # refuses an empty question
         return self.tokenizer.encode(QUESTION_SEPARATOR + question + self.suffix, add_special_tokens=False)
 
-    # ---- ingest -------------------------------------------------------------------------------
+    # ---- ingest (the core's) ------------------------------------------------------------------
     def ingest(
         self,
         text: str,
@@ -230,228 +286,48 @@ class Session:
         is, an interrupted one continues from its last checkpoint.
         A store holding another document (or another bundle's) is refused unless `replace`, which
         ingests anew whatever the store holds."""
-        self._check_ids(ids, "document")
-        if source_map is not None and len(source_map.offsets) != len(ids):
-            raise InputError(f"the source map covers {len(source_map.offsets)} tokens, not {len(ids)}")
-        if not self.policy.bounded and len(ids) > self.pot.capacity - 1:
-            raise InputError(
-                f"the document has {len(ids)} tokens; the 'full' policy keeps all of them in the pot, "
-                f"which holds {self.pot.capacity} slots. Use a bounded policy (acre) or a larger --pot."
-            )
-        digest = document_digest(ids)
-        self.resumed_from = None
-        if store is not None and self.policy.refill:
-            self._guard_store(store, digest, replace)
-        resume = resume and not replace
-        if resume and store is not None and self.policy.refill and self._reopen_finished(store, digest):
-            self.resumed_from = len(ids)
-            self.source_map = self.source_map or source_map  # a store that keeps no text: this one's
-            return len(ids)
-        self.source_map = source_map
-        self.pot.clear(np.arange(self.pot.capacity))
-        self.document_ids, self.index, self.lexical = [], None, None
-        self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
-        buffer, begin = self._open_store(store, digest, resume) if self.policy.refill else (None, 0)
-        self.resumed_from = begin or None
-        per_step = self.chunk - len(self.catalyst_ids)
-        for start in range(begin, len(ids), per_step):
-            piece = ids[start : start + per_step]
-            position = self._compact()
-            out = self._step(piece + self.catalyst_ids, position)
-            n = len(piece)
-            if buffer:  # L2 keeps keys un-rotated (as at position 0): refills place them anywhere
-                keys = self.pot.unrotate(out.k_new[:, :, :n], np.arange(position, position + n))
-                buffer.add(np.asarray(piece), keys, out.v_new[:, :, :n])
-            self._place(start, n, position, out, catalyst_rows=slice(n, n + len(self.catalyst_ids)))
-            if (
-                buffer
-                and start + n < len(ids)
-                and (start + n) // self.checkpoint_tokens > start // self.checkpoint_tokens
-            ):
-                self._checkpoint(buffer, start + n, digest)
-            if progress:
-                progress(start + n, len(ids))
-        self.document_ids = list(ids)
-        if buffer and self.store:
-            buffer.flush()
-            state = {name: getattr(self.pot, name) for name in POT_ARRAYS}
-            self.store.finish(
-                {
-                    **state,
-                    "document_ids": np.asarray(ids, dtype=np.int32),
-                    **(source_map.arrays() if source_map else {}),
-                },
-                {"policy": self.policy.name, "document_sha256": digest},
-            )
-            self.index = SpanIndex.from_store(self.store)
-        return len(ids)
-
-    def _guard_store(self, store: str | Path, digest: str, replace: bool) -> None:
-        """Refuse to write over a store that holds another document or another bundle's L2: an
-        ingest there would silently destroy it. A store of this very document is fine (reopened or
-        resumed), and so is a damaged header (nothing in it can be served)."""
-        info = SpanStore.peek(store)  # refuses a file, or a directory of other files
-        if not info or replace:
-            return
-        meta = info.get("meta")
-        fingerprint = meta.get("fingerprint") if isinstance(meta, dict) else None
-        held = info.get("document_sha256")
-        if fingerprint != bundle_fingerprint(self.bundle):
-            what = "a document ingested with another model or bundle"
-        elif held is not None and held != digest:
-            what = "another document" + ("" if info.get("complete") else " (its ingest unfinished)")
-        else:
-            return
-        raise StoreError(
-            f"{store}: already holds {what}; to replace it pass replace=True (acre run --replace), "
-            "or choose another store directory"
-        )
-
-    def _reopen_finished(self, store: str | Path, digest: str) -> bool:
-        """If `store` already holds this very document, finished, with this bundle: reopen it."""
+        self._check_ids(ids, "document")  # before the ids become int32
+        text = offsets = None
+        if source_map is not None:
+            text = source_map.text.encode("utf-8")
+            offsets = np.ascontiguousarray(source_map.offsets, dtype=np.int32)
+        ids32 = np.ascontiguousarray(ids, dtype=np.int32)
+        self._let_go_of_store()
         try:
-            info = SpanStore.open(store, fingerprint=bundle_fingerprint(self.bundle)).info
-        except StoreError:
-            return False
-        if not (info.get("complete") and info.get("document_sha256") == digest):
-            return False
-        return info.get("policy") == self.policy.name and self.open_document(store) > 0
-
-    def _open_store(self, store: str | Path | None, digest: str, resume: bool) -> tuple[SpanBuffer, int]:
-        """The L2 store to ingest into and the token to start at: an interrupted ingest of the same
-        document resumes from its checkpoint; anything else starts a new store."""
-        if self.store:
-            self.store.close()
-        if resume and store is not None and (Path(store) / "store.json").is_file():
-            try:
-                opened = SpanStore.open(store, fingerprint=bundle_fingerprint(self.bundle), writable=True)
-            except StoreError:
-                opened = None  # another model's or a damaged store: start again
-            saved = opened.load_checkpoint() if opened else None
-            if opened and saved and self._restore(opened, *saved, digest=digest):
-                self.store = opened
-                buffer = SpanBuffer(opened, self.probe_layers, self.layout.sink)
-                arrays, info = saved
-                buffer.tokens[...], buffer.k[...], buffer.v[...] = (arrays[f"span_{n}"] for n in "tkv")
-                buffer.fill, buffer.start = info["fill"], info["span_start"]
-                return buffer, int(info["next_token"])
-            if opened:
-                opened.close()
-        self.store = self._new_store(store, digest)
-        return SpanBuffer(self.store, self.probe_layers, self.layout.sink), 0
-
-    def _restore(
-        self, opened: SpanStore, arrays: dict[str, np.ndarray], info: dict[str, Any], digest: str
-    ) -> bool:
-        """Put a checkpoint's pot back (in place) if it belongs to this document, policy and pot."""
-        if info.get("document_sha256") != digest or info.get("policy") != self.policy.name:
-            return False
-        if arrays["k"].shape != self.pot.k.shape or arrays["span_k"].shape != opened.meta.kv_shape:
-            return False
-        self.pot.restore(arrays)  # in place: the pot is never reallocated
-        opened.truncate(int(info["spans"]))
-        return True
-
-    def _checkpoint(self, buffer: SpanBuffer, next_token: int, digest: str) -> None:
-        assert self.store is not None
-        state = {name: getattr(self.pot, name) for name in POT_ARRAYS}
-        state.update(span_t=buffer.tokens, span_k=buffer.k, span_v=buffer.v)
-        info = {
-            "next_token": next_token,
-            "fill": buffer.fill,
-            "span_start": buffer.start,
-            "document_sha256": digest,
-            "policy": self.policy.name,
-        }
-        self.store.checkpoint(state, info)
-
-    def _store_meta(self) -> StoreMeta:
-        g = self.geometry
-        return StoreMeta(
-            fingerprint=bundle_fingerprint(self.bundle),
-            span_tokens=self.span_tokens,
-            layers=g.layers,
-            kv_heads=g.kv_heads,
-            head_dim=g.head_dim,
-            probe_layers=len(self.probe_layers),
-            reps=self.reps,
-            codec=self.codec,
-        )
-
-    def _new_store(self, store: str | Path | None, digest: str) -> SpanStore:
-        if store is None:
-            self._tempdir = tempfile.TemporaryDirectory(prefix="acre-l2-")
-            store = self._tempdir.name
-        return SpanStore.create(store, self._store_meta(), document_sha256=digest)
+            return self._core.ingest(
+                ids32, None if store is None else str(store), resume, replace, text, offsets, progress
+            )
+        finally:
+            self._sync()
 
     def open_document(self, store: str | Path) -> int:
         """Reopen a document ingested earlier (by any process) with this bundle; no re-ingest."""
-        if not self.policy.refill:
-            raise InputError(
-                f"policy '{self.policy.name}' keeps no L2 store; open documents with policy acre"
-            )
-        opened = SpanStore.open(store, fingerprint=bundle_fingerprint(self.bundle))
-        state = opened.load_pot()
-        if state["k"].shape != self.pot.k.shape or opened.info.get("policy") != self.policy.name:
-            raise InputError(f"{store}: ingested with another pot layout or policy; ingest it again")
-        self.pot.restore(state)  # in place: the pot is never reallocated
-        if self.store:
-            self.store.close()
-        self.store, self.index, self.lexical = opened, SpanIndex.from_store(opened), None
-        self.document_ids = state["document_ids"].tolist()
-        self.source_map = SourceMap.from_arrays(state)
-        self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
-        return len(self.document_ids)
+        self._let_go_of_store()
+        try:
+            return self._core.open_document(str(store))
+        finally:
+            self._sync()
 
-    def _place(self, start: int, n: int, position: int, out: StepOutputs, catalyst_rows: slice) -> None:
-        """Put the chunk's K/V (its rows at `position` on) into the pot: sinks first, then the recent
-        window; what leaves the recent window is distilled into L1 (or dropped, for streaming)."""
-        token = np.arange(start, start + n)
-        at = np.arange(position, position + n)  # where the chunk's keys are rotated at
-        k, v = out.k_new[:, :, :n], out.v_new[:, :, :n]
-        to_sink = token < self.layout.sink
-        if to_sink.any():
-            slots = self.free_in(SlotKind.SINK)[: int(to_sink.sum())]
-            self.pot.write(
-                slots, k[:, :, to_sink], v[:, :, to_sink], at[to_sink], SlotKind.SINK, token[to_sink]
-            )
-        rest = ~to_sink
-        need = int(rest.sum())
-        free = self.free_in(SlotKind.RECENT)
-        if need > len(free):
-            recent = self.slots_of(SlotKind.RECENT)
-            leaving = recent[np.argsort(self.pot.token[recent], kind="stable")[: need - len(free)]]
-            if self.policy.l1:
-                importance = out.pot_attention[catalyst_rows].sum(axis=0)
-                self._distil(leaving, importance)
-            self.pot.clear(leaving)
-            free = self.free_in(SlotKind.RECENT)
-        self.pot.write(free[:need], k[:, :, rest], v[:, :, rest], at[rest], SlotKind.RECENT, token[rest])
+    def _let_go_of_store(self) -> None:
+        """Drop this layer's handle on the core's store, so the core can close or replace it."""
+        if self.store is not None:
+            SpanStore.close(self.store)
+            self.store = None
 
-    def _distil(self, candidates: np.ndarray, attention: np.ndarray) -> None:
-        """CCD: of the current L1 and the candidates, keep the most important in L1.
-        Importance mixes the catalyst's attention with novelty (1 - max cosine to the others' keys)."""
-        pool = np.concatenate([self.slots_of(SlotKind.L1), candidates])
-        if not len(pool):
+    def _sync(self) -> None:
+        """Take the document and store from the core after it ingested or reopened (or failed to)."""
+        core = self._core.store()
+        self.store = _SessionStore(core, self._core) if core is not None else None
+        if self._core.epoch == self._epoch:
             return
-        att = attention[pool] / max(float(attention[pool].max()), 1e-12)
-        keys = self.pot.unrotated(self.probe_layers, pool)  # [Lp, Hkv, N, D], free of positions
-        vecs = keys.transpose(2, 0, 1, 3).reshape(len(pool), -1)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12
-        sim = vecs @ vecs.T
-        np.fill_diagonal(sim, -1.0)
-        novelty = np.clip(1.0 - sim.max(axis=1), 0.0, 1.0) if len(pool) > 1 else np.ones(1)
-        w = self.policy.novelty_weight
-        importance = (1 - w) * att + w * novelty
-        keep = pool[np.argsort(-importance, kind="stable")[: self.layout.l1]]
-        l1_now = self.slots_of(SlotKind.L1)
-        self.pot.clear(l1_now[~np.isin(l1_now, keep)])
-        moving = candidates[np.isin(candidates, keep)]
-        slots = self.free_in(SlotKind.L1)[: len(moving)]
-        p = self.pot
-        p.write(
-            slots, p.k[:, :, moving], p.v[:, :, moving], p.positions[moving], SlotKind.L1, p.token[moving]
-        )
+        self._epoch = self._core.epoch
+        ids, text, offsets = self._core.document()
+        self.document_ids = ids.tolist()
+        self.source_map = None if text is None else SourceMap(text.decode("utf-8"), offsets)
+        complete = bool(self.store and self.store.info.get("complete"))
+        self.index = SpanIndex.from_store(self.store) if complete and self.store else None
+        self.lexical = None
+        self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
 
     # ---- ask ----------------------------------------------------------------------------------
     def ask(
@@ -672,29 +548,13 @@ class Session:
     def _compact(self) -> int:
         """Give the visible document entries consecutive positions in document order (so the model
         never sees a position outside its window) and return the next free position."""
-        return self.pot.compact(*DOCUMENT_KINDS)
+        return self._core.compact()
 
     def _step(self, ids: list[int], start: int) -> StepOutputs:
-        """One call of the step program (decode entry point for a single token)."""
-        width = 1 if len(ids) == 1 else self.chunk
-        tokens = np.zeros(width, dtype=np.int64)
-        tokens[: len(ids)] = ids
-        positions = np.arange(start, start + width, dtype=np.int64)
-        if start + len(ids) > self.geometry.window:
-            raise InputError(
-                f"{start + len(ids)} positions exceed the model's window of {self.geometry.window}"
-            )
-        out = self.engine.step(
-            StepInputs(
-                tokens=tokens,
-                positions=positions,
-                pot_k=self.pot.k,
-                pot_v=self.pot.v,
-                pot_mask=self.pot.mask,
-                last_index=np.array([len(ids) - 1], dtype=np.int64),
-            )
-        )
-        return out
+        """One call of the step program through the core (decode entry point for a single token); the
+        outputs are views of the core's buffers, valid until the next step."""
+        out = self._core.step([int(t) for t in ids], start)
+        return StepOutputs(**dict(zip(self._output_names, out, strict=True)))
 
     def _prefill(self, ids: list[int]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """Run question (or answer) tokens through the step program in chunks, writing their K/V into
@@ -709,11 +569,11 @@ class Session:
             out = self._step(piece, start)
             n = len(piece)
             attention += out.pot_attention[:n].sum(axis=0)
-            queries.append(out.q_probe[:, :, :n])
+            queries.append(out.q_probe[:, :, :n].copy())
             slots = self.free_in(SlotKind.QUESTION)[:n]
             positions = np.arange(start, start + n)
             self.pot.write(slots, out.k_new[:, :, :n], out.v_new[:, :, :n], positions, SlotKind.QUESTION)
-            logits = out.logits
+            logits = out.logits.copy()
         return logits, (attention, np.concatenate(queries, axis=2))
 
 

@@ -13,9 +13,10 @@
  * beyond the call, except the user pointer given to a step callback engine.
  *
  * This slice covers the bundle, the tokenizer, the step program, the L2 store, span selection (the
- * span index, BM25, the choice of spans and their place in the pot) and the pot (its K/V, positions,
- * mask and slot table, and the moves that keep keys rotated at their positions). The policies and the
- * session are to come behind this same header (see native/README.md).
+ * span index, BM25, the choice of spans and their place in the pot), the pot (its K/V, positions,
+ * mask and slot table, and the moves that keep keys rotated at their positions), the policies and the
+ * session's ingest, reopen and resume. Its questions (refill, decode, sampling) are to come behind this
+ * same header (see native/README.md).
  */
 #ifndef ACRE_H
 #define ACRE_H
@@ -27,8 +28,9 @@
 extern "C" {
 #endif
 
-#define ACRE_ABI_VERSION \
-  4 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection; 4: the pot */
+#define ACRE_ABI_VERSION                                                                                   \
+  5 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection; 4: the pot; 5: policies, the \
+       session's ingest, reopen and resume */
 
 /* ---- status and errors ------------------------------------------------------------------- */
 
@@ -41,7 +43,8 @@ typedef enum acre_status {
   ACRE_ERR_UNSUPPORTED = 5,      /* a feature this build of the core does not have */
   ACRE_ERR_BUFFER_TOO_SMALL = 6, /* the output did not fit; the needed size was written */
   ACRE_ERR_INTERNAL = 7,         /* a bug or out of memory; the message says which */
-  ACRE_ERR_STORE = 8             /* an L2 store missing, corrupt, of another version or model, locked */
+  ACRE_ERR_STORE = 8,            /* an L2 store missing, corrupt, of another version or model, locked */
+  ACRE_ERR_CANCELLED = 9         /* a host's callback stopped the call (its progress callback said stop) */
 } acre_status;
 
 /* The message of the last failed call on this thread ("" if none). */
@@ -257,6 +260,8 @@ void acre_store_free(acre_store *store); /* releases the lock */
 
 acre_status acre_store_get_meta(const acre_store *store, acre_store_meta *out);
 /* store.json as it stands (owned by the store, valid until the next call on it). */
+/* The store's directory as it was opened or created (owned by the store). */
+const char *acre_store_dir(const acre_store *store);
 const char *acre_store_info_json(const acre_store *store);
 size_t acre_store_span_count(const acre_store *store);
 acre_status acre_store_span(const acre_store *store, size_t span, int64_t *start, int32_t *n_tokens);
@@ -481,6 +486,117 @@ acre_status acre_pot_slots_of(const acre_pot *pot, const acre_slot_kind *kinds, 
  * ignored), each of exactly the pot's dtype and shape, with valid slot entries; all are checked before
  * anything is copied. */
 acre_status acre_pot_restore(acre_pot *pot, const acre_array *arrays, size_t n_arrays);
+
+/* ---- policies ------------------------------------------------------------------------------ */
+
+/*
+ * What the pot keeps while a document streams in, and what it refills for a question:
+ *   full       every token in the pot (the reference; the document must fit)
+ *   streaming  attention sinks + the most recent tokens
+ *   infinipot  sinks + L1 distilled by CCD (catalyst attention and novelty) + recent; no refill
+ *   acre       infinipot's L1, plus query-guided refill of whole spans from L2 (the default)
+ * Switches (a JSON object) turn off parts of acre's span scoring (use_attention, use_index, use_probes,
+ * use_tree, use_lexical: booleans) or change how chosen spans come back (refill_mode "reencode" or
+ * "reuse", neighbors and min_spans: integers >= 0, answer_recent: boolean).
+ */
+typedef struct acre_policy acre_policy;
+
+/* The policies by index (full, streaming, infinipot, acre); NULL past the last. */
+const char *acre_policy_name(size_t index);
+/* The catalyst prompt whose attention rates what L1 keeps (UTF-8, static). */
+const char *acre_catalyst(void);
+/* The named policy with switches_json (NULL or a JSON object) turned; ACRE_ERR_INVALID_ARGUMENT for an
+ * unknown name or switch, a value of the wrong type, or a combination that cannot choose spans. */
+acre_status acre_policy_new(const char *name, const char *switches_json, acre_policy **out);
+void acre_policy_free(acre_policy *policy);
+/* Every field of the policy as a JSON object (owned by the policy). */
+const char *acre_policy_json(const acre_policy *policy);
+
+/* Slots per region of the pot; the regions partition it in this order (a full policy shares one pool). */
+typedef struct acre_layout {
+  int64_t sink, l1, recent, refill, question;
+} acre_layout;
+/* The layout of a pot of `capacity` slots, prefill chunk `chunk` and spans of `span` tokens;
+ * ACRE_ERR_INVALID_ARGUMENT (saying what does not fit) for a pot too small for the policy. */
+acre_status acre_policy_layout(const acre_policy *policy, int64_t capacity, int64_t chunk, int64_t span,
+                               acre_layout *out);
+
+/* ---- session ------------------------------------------------------------------------------ */
+
+/*
+ * One document in the pot and its L2 store: ingest (chunked prefill; sinks, the recent window, and what
+ * leaves it distilled into L1 or dropped, as the policy says; every span to the store), reopen, and
+ * resume of an interrupted ingest from its last checkpoint. The session borrows its bundle, pot,
+ * tokenizer and engine: they must outlive it. It owns its store.
+ */
+typedef struct acre_session acre_session;
+
+typedef struct acre_session_config {
+  int32_t span_tokens;             /* S, tokens per L2 span (64) */
+  int32_t reps;                    /* R, representative keys per span, probe layer and KV head (8) */
+  const char *codec;               /* NULL: float16 when the refill reuses K/V, else "none" */
+  int64_t checkpoint_tokens;       /* an ingest saves where it is every this many tokens (4096) */
+  const char *fingerprint;         /* the bundle's (model and programs); a store serves only it */
+  const acre_tokenizer *tokenizer; /* NULL: the session opens the bundle's (for the catalyst) */
+} acre_session_config;
+
+acre_status acre_session_new(const acre_bundle *bundle, acre_pot *pot, const acre_policy *policy,
+                             const acre_session_config *config, acre_session **out);
+void acre_session_free(acre_session *session);
+/* The engine its steps run on (NULL: none; a step then fails). */
+acre_status acre_session_set_engine(acre_session *session, acre_engine *engine);
+
+/* The document: prompt ids, and for sources its UTF-8 text and each id's character range
+ * (offsets[2i], offsets[2i+1]; -1 for ids not in the text), or text NULL. */
+typedef struct acre_document {
+  const int32_t *ids;
+  size_t n_ids;
+  const char *text;
+  size_t text_bytes;
+  const int32_t *offsets; /* [n_ids][2] */
+} acre_document;
+
+/* Called after each chunk of an ingest; non-zero stops it with ACRE_ERR_CANCELLED (a store keeps its
+ * last checkpoint, so an ingest again resumes there). */
+typedef int32_t (*acre_progress_fn)(void *user, int64_t done, int64_t total);
+
+/* Ingest a document, replacing the session's earlier one; *n_tokens its length. With a refilling policy
+ * its L2 goes to store_dir (a temporary directory, removed with the session, if NULL). With `resume`, a
+ * store that holds this document finished is reopened as it is, an unfinished one continues from its
+ * last checkpoint. A store holding another document (or another bundle's) is refused with ACRE_ERR_STORE
+ * unless `replace`, which ingests anew whatever it holds. Bad ids are refused before anything changes. */
+acre_status acre_session_ingest(acre_session *session, const acre_document *document, const char *store_dir,
+                                int resume, int replace, acre_progress_fn progress, void *user,
+                                int64_t *n_tokens);
+/* Reopen a document ingested earlier (by any process) with this bundle and policy; no re-ingest. */
+acre_status acre_session_open_document(acre_session *session, const char *store_dir, int64_t *n_tokens);
+/* A new handle sharing the session's store (*out NULL if it has none); free it with acre_store_free. */
+acre_status acre_session_store(const acre_session *session, acre_store **out);
+/* The session lets go of its store (the writer's lock goes with the last handle). */
+void acre_session_close_store(acre_session *session);
+/* The token the last ingest resumed at (its length when it reopened a finished store), -1 if none. */
+int64_t acre_session_resumed_from(const acre_session *session);
+/* Changes whenever the pot is reset for another document (an ingest that began, a reopen). */
+uint64_t acre_session_epoch(const acre_session *session);
+/* The resolved policy (JSON, owned by the session), its layout, and a region's slots [first, first +
+ * count) (count 0: no such region; a full policy's recent window and question share the pot). */
+const char *acre_session_policy_json(const acre_session *session);
+acre_status acre_session_layout(const acre_session *session, acre_layout *out);
+acre_status acre_session_region(const acre_session *session, acre_slot_kind kind, int64_t *first,
+                                int64_t *count);
+/* The codec of the stores it writes ("none", "float16", "int8"; owned by the session). */
+const char *acre_session_codec(const acre_session *session);
+/* The document: ids int32 [n], and when it came with text, text uint8 [bytes] and offsets int32 [n, 2]
+ * (else their data NULL), over the session's memory until its next ingest or reopen. */
+acre_status acre_session_document(const acre_session *session, acre_array *ids, acre_array *text,
+                                  acre_array *offsets);
+/* The visible document slots get positions 0, 1, ... in document order; the next free position. */
+acre_status acre_session_compact(acre_session *session, int64_t *next_position);
+/* One step of ids[n] (1 <= n <= chunk) at positions start, start + 1, ... over the pot; outputs[n_outputs]
+ * (the step's outputs in manifest order, n_outputs = their count) over the session's memory until its
+ * next step. A window overrun is ACRE_ERR_INVALID_ARGUMENT. */
+acre_status acre_session_step(acre_session *session, const int32_t *ids, size_t n, int64_t start,
+                              acre_array *outputs, size_t n_outputs);
 
 #ifdef __cplusplus
 }

@@ -129,6 +129,7 @@ void register_l2(nb::module_ &m) {
             return new Store(s);
           },
           nb::rv_policy::take_ownership)
+      .def_prop_ro("dir", [](const Store &s) { return std::string(acre_store_dir(s.get())); })
       .def("close", &Store::close)
       .def_prop_ro("closed", [](const Store &s) { return s.handle == nullptr; })
       .def("meta",

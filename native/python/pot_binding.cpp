@@ -25,6 +25,7 @@ using acre_binding::array_of;
 using acre_binding::check;
 using acre_binding::dlpack_of;
 using acre_binding::dtype_of;
+using acre_binding::Pot;
 using acre_binding::raise;
 
 template <class T, class... Shape>
@@ -53,29 +54,6 @@ std::vector<acre_slot_kind> kinds_of(const std::vector<int> &kinds) {
   for (int k : kinds) out.push_back(acre_slot_kind(k));
   return out;
 }
-
-struct Pot {
-  acre_pot *handle = nullptr;
-  explicit Pot(acre_pot *h) : handle(h) {}
-  ~Pot() { acre_pot_free(handle); }
-  Pot(const Pot &) = delete;
-  Pot &operator=(const Pot &) = delete;
-
-  size_t capacity() const { return acre_pot_capacity(handle); }
-
-  // Array `index` as a numpy view that keeps this pot alive.
-  nb::object view(size_t index) const {
-    acre_array a{};
-    check(acre_pot_array(handle, index, &a));
-    std::vector<size_t> shape(a.info.dims, a.info.dims + a.info.rank);
-    const bool writable = index < 2 || index == 3;  // k, v, mask: engine inputs
-    nb::ndarray<nb::numpy> array(const_cast<void *>(a.data), shape.size(), shape.data(), nb::find(this),
-                                 nullptr, dlpack_of(a.info.dtype));
-    nb::object out = nb::cast(array);
-    if (!writable) out.attr("flags").attr("writeable") = false;
-    return out;
-  }
-};
 
 }  // namespace
 

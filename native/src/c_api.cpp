@@ -7,8 +7,10 @@
 #include "bundle.hpp"
 #include "l2.hpp"
 #include "lexical.hpp"
+#include "policies.hpp"
 #include "pot.hpp"
 #include "selection.hpp"
+#include "session.hpp"
 #include "span_index.hpp"
 #include "step.hpp"
 #include "tokenizer.hpp"
@@ -23,7 +25,7 @@ struct acre_engine {
   std::unique_ptr<acre::Engine> impl;
 };
 struct acre_store {
-  std::unique_ptr<acre::Store> impl;
+  std::shared_ptr<acre::Store> impl;  // shared with a session that writes it
 };
 struct acre_snapshot {
   std::unique_ptr<acre::Snapshot> impl;
@@ -36,6 +38,14 @@ struct acre_lexical {
 };
 struct acre_pot {
   std::unique_ptr<acre::Pot> impl;
+};
+struct acre_policy {
+  acre::Policy impl;
+  std::string json;
+};
+struct acre_session {
+  std::unique_ptr<acre::Session> impl;
+  std::string policy_json;
 };
 
 namespace {
@@ -91,6 +101,7 @@ const char *acre_status_name(acre_status status) {
     case ACRE_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case ACRE_ERR_INTERNAL: return "internal";
     case ACRE_ERR_STORE: return "store";
+    case ACRE_ERR_CANCELLED: return "cancelled";
   }
   return "unknown status";
 }
@@ -422,6 +433,8 @@ acre_status acre_store_get_meta(const acre_store *store, acre_store_meta *out) {
             m.probe_layers,        m.reps,        m.codec.c_str()};
   });
 }
+
+const char *acre_store_dir(const acre_store *store) { return store ? store->impl->dir().c_str() : ""; }
 
 const char *acre_store_info_json(const acre_store *store) {
   return store ? store->impl->info_json().c_str() : "";
@@ -968,6 +981,225 @@ acre_status acre_pot_restore(acre_pot *pot, const acre_array *arrays, size_t n_a
     acre::Pot &p = pot_of(pot);
     need_values(arrays, n_arrays, "arrays");
     p.restore(arrays, n_arrays);
+  });
+}
+
+// ---- policies
+
+const char *acre_policy_name(size_t index) {
+  return index < std::size(acre::POLICY_NAMES) ? acre::POLICY_NAMES[index] : nullptr;
+}
+
+const char *acre_catalyst(void) { return acre::CATALYST; }
+
+acre_status acre_policy_new(const char *name, const char *switches_json, acre_policy **out) {
+  return guard([&] {
+    need(name, "name");
+    need(out, "out");
+    *out = nullptr;
+    nlohmann::json switches;
+    if (switches_json) {
+      switches = nlohmann::json::parse(switches_json, nullptr, false);
+      if (switches.is_discarded())
+        acre::fail(ACRE_ERR_INVALID_ARGUMENT, "policy switches are not valid JSON");
+    }
+    auto policy = std::make_unique<acre_policy>();
+    policy->impl = acre::Policy::named(name, switches);
+    policy->json = policy->impl.to_json().dump();
+    *out = policy.release();
+  });
+}
+
+void acre_policy_free(acre_policy *policy) { delete policy; }
+
+const char *acre_policy_json(const acre_policy *policy) { return policy ? policy->json.c_str() : ""; }
+
+namespace {
+
+void put_layout(const acre::Layout &l, acre_layout *out) {
+  *out = {l.sink, l.l1, l.recent, l.refill, l.question};
+}
+
+acre::Session &session_of(const acre_session *session) {
+  need(session, "session");
+  return *session->impl;
+}
+
+}  // namespace
+
+acre_status acre_policy_layout(const acre_policy *policy, int64_t capacity, int64_t chunk, int64_t span,
+                               acre_layout *out) {
+  return guard([&] {
+    need(policy, "policy");
+    need(out, "out");
+    put_layout(acre::Layout::plan(policy->impl, capacity, chunk, span), out);
+  });
+}
+
+// ---- session
+
+acre_status acre_session_new(const acre_bundle *bundle, acre_pot *pot, const acre_policy *policy,
+                             const acre_session_config *config, acre_session **out) {
+  return guard([&] {
+    need(bundle, "bundle");
+    need(pot, "pot");
+    need(policy, "policy");
+    need(config, "config");
+    need(out, "out");
+    *out = nullptr;
+    acre::SessionConfig c;
+    c.span_tokens = config->span_tokens, c.reps = config->reps,
+    c.checkpoint_tokens = config->checkpoint_tokens;
+    c.codec = config->codec ? config->codec : "";
+    c.fingerprint = config->fingerprint ? config->fingerprint : "";
+    auto session = std::make_unique<acre_session>();
+    session->impl =
+        std::make_unique<acre::Session>(*bundle->impl, *pot->impl, policy->impl, c,
+                                        config->tokenizer ? config->tokenizer->impl.get() : nullptr);
+    session->policy_json = session->impl->policy().to_json().dump();
+    *out = session.release();
+  });
+}
+
+void acre_session_free(acre_session *session) { delete session; }
+
+acre_status acre_session_set_engine(acre_session *session, acre_engine *engine) {
+  return guard([&] { session_of(session).set_engine(engine ? engine->impl.get() : nullptr); });
+}
+
+acre_status acre_session_ingest(acre_session *session, const acre_document *document, const char *store_dir,
+                                int resume, int replace, acre_progress_fn progress, void *user,
+                                int64_t *n_tokens) {
+  return guard([&] {
+    acre::Session &s = session_of(session);
+    need(document, "document");
+    need(n_tokens, "n_tokens");
+    if (document->n_ids) need_values(document->ids, document->n_ids, "document ids");
+    acre::Document d;
+    d.ids.assign(document->ids, document->ids + document->n_ids);
+    if (document->text) {
+      need(document->offsets, "document offsets");
+      d.has_text = true;
+      d.text.assign(document->text, document->text_bytes);
+      d.offsets.assign(document->offsets, document->offsets + 2 * document->n_ids);
+    }
+    acre::Progress report;
+    if (progress) report = [&](int64_t done, int64_t total) { return progress(user, done, total) == 0; };
+    *n_tokens = s.ingest(std::move(d), store_dir, resume != 0, replace != 0, report);
+  });
+}
+
+acre_status acre_session_open_document(acre_session *session, const char *store_dir, int64_t *n_tokens) {
+  return guard([&] {
+    acre::Session &s = session_of(session);
+    need(store_dir, "store_dir");
+    need(n_tokens, "n_tokens");
+    *n_tokens = s.open_document(store_dir);
+  });
+}
+
+acre_status acre_session_store(const acre_session *session, acre_store **out) {
+  return guard([&] {
+    const acre::Session &s = session_of(session);
+    need(out, "out");
+    *out = nullptr;
+    if (!s.store()) return;
+    auto store = std::make_unique<acre_store>();
+    store->impl = s.store();
+    *out = store.release();
+  });
+}
+
+void acre_session_close_store(acre_session *session) {
+  if (session) session->impl->close_store();
+}
+
+int64_t acre_session_resumed_from(const acre_session *session) {
+  return session ? session->impl->resumed_from() : -1;
+}
+
+uint64_t acre_session_epoch(const acre_session *session) { return session ? session->impl->epoch() : 0; }
+
+const char *acre_session_policy_json(const acre_session *session) {
+  return session ? session->policy_json.c_str() : "";
+}
+
+acre_status acre_session_layout(const acre_session *session, acre_layout *out) {
+  return guard([&] {
+    const acre::Session &s = session_of(session);
+    need(out, "out");
+    put_layout(s.layout(), out);
+  });
+}
+
+acre_status acre_session_region(const acre_session *session, acre_slot_kind kind, int64_t *first,
+                                int64_t *count) {
+  return guard([&] {
+    const acre::Session &s = session_of(session);
+    need(first, "first");
+    need(count, "count");
+    if (kind < ACRE_SLOT_FREE || kind > ACRE_SLOT_QUESTION)
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "slot kind " + std::to_string(int(kind)) + " is none");
+    const auto r = s.region(int8_t(kind));
+    *first = r[0], *count = r[1];
+  });
+}
+
+const char *acre_session_codec(const acre_session *session) {
+  return session ? session->impl->config().codec.c_str() : "";
+}
+
+acre_status acre_session_document(const acre_session *session, acre_array *ids, acre_array *text,
+                                  acre_array *offsets) {
+  return guard([&] {
+    const acre::Session &s = session_of(session);
+    need(ids, "ids");
+    need(text, "text");
+    need(offsets, "offsets");
+    const acre::Document &d = s.document();
+    const auto set = [](acre_array *a, const char *name, acre_dtype dtype, std::vector<int64_t> dims,
+                        const void *data) {
+      *a = acre_array{};
+      a->info.name = name;
+      a->info.dtype = dtype;
+      a->info.rank = int32_t(dims.size());
+      size_t bytes = acre_dtype_size(dtype);
+      for (size_t i = 0; i < dims.size(); ++i) a->info.dims[i] = dims[i], bytes *= size_t(dims[i]);
+      a->info.bytes = bytes;
+      a->data = data;
+    };
+    const int64_t n = int64_t(d.ids.size());
+    set(ids, "document_ids", ACRE_DTYPE_INT32, {n}, d.ids.data());
+    set(text, "document_text", ACRE_DTYPE_UINT8, {int64_t(d.text.size())},
+        d.has_text ? d.text.data() : nullptr);
+    set(offsets, "document_offsets", ACRE_DTYPE_INT32, {d.has_text ? n : 0, 2},
+        d.has_text ? d.offsets.data() : nullptr);
+  });
+}
+
+acre_status acre_session_compact(acre_session *session, int64_t *next_position) {
+  return guard([&] {
+    acre::Session &s = session_of(session);
+    need(next_position, "next_position");
+    *next_position = s.compact();
+  });
+}
+
+acre_status acre_session_step(acre_session *session, const int32_t *ids, size_t n, int64_t start,
+                              acre_array *outputs, size_t n_outputs) {
+  return guard([&] {
+    acre::Session &s = session_of(session);
+    need_values(ids, n, "ids");
+    const auto &out = s.step(ids, n, start);
+    if (n_outputs != out.size())
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT,
+                 "the step has " + std::to_string(out.size()) + " outputs, not " + std::to_string(n_outputs));
+    need_values(outputs, n_outputs, "outputs");
+    for (size_t i = 0; i < out.size(); ++i) {
+      outputs[i] = acre_array{};
+      info_of(out[i].spec, &outputs[i].info);
+      outputs[i].data = out[i].data.data();
+    }
   });
 }
 

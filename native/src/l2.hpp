@@ -47,6 +47,7 @@ class Store {
                                        const char *document_sha256);
   static std::unique_ptr<Store> open(const std::string &dir, const char *fingerprint, bool writable);
 
+  const std::string &dir() const { return dir_; }
   const StoreMeta &meta() const { return meta_; }
   const std::string &info_json() const { return info_text_; }
   size_t span_count() const { return starts_.size(); }
