@@ -7,7 +7,7 @@ import pytest
 
 from acre.errors import InputError
 from acre.runtime.pot import SlotKind
-from acre.runtime.sampling import sample
+from acre.runtime.sampling import Rng, sample
 from acre.runtime.selection import choose_and_say_why, choose_spans, core_spans
 from acre.runtime.session import DOCUMENT_KINDS as DOC_KINDS
 from acre.runtime.session import Session
@@ -59,7 +59,7 @@ def test_sampling_is_reproducible_with_a_seed_and_varies_without(session):
 
 def test_top_p_keeps_only_the_nucleus():
     logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
-    rng = np.random.default_rng(0)
+    rng = Rng(0)  # numpy's default_rng(0) stream, run by the core
     drawn = {sample(logits, 1.0, 0.7, rng) for _ in range(300)}
     assert drawn == {0, 1}
     assert sample(logits, 0.0, 1.0, rng) == 0
@@ -180,16 +180,26 @@ def test_later_turns_see_the_earlier_ones_and_select_with_the_last(chatting, mon
         tokenize=False,
         add_generation_prompt=True,
     ).partition("DOC")[2]
-    seen: list[list[int]] = []
-    prefill = chatting._prefill
-    monkeypatch.setattr(chatting, "_prefill", lambda ids: seen.append(list(ids)) or prefill(ids))
+    seen: list[tuple[list[int], list[int]]] = []  # (question, selection) as the core is asked them
+    core = chatting._core
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(core, name)
+
+        def ask(self, question, selection, *rest):
+            seen.append((list(question), list(selection)))
+            return core.ask(question, selection, *rest)
+
+    monkeypatch.setattr(chatting, "_core", Spy())
     answer = "".join(chatting.chat("Blue box?", max_new_tokens=3))
     assert chatting.tokenizer.decode(chatting.prompt_ids).endswith(rendered)
     # spans were selected with the previous turn and this question, not the whole dialogue
     previous = chatting.dialogue.turns[1:2]
-    assert seen[0] == chatting.dialogue.render(chatting.tokenizer, previous, "Blue box?")
-    assert chatting.last.notices == [] and "shelf 3" not in chatting.tokenizer.decode(seen[0])
-    assert chatting.tokenizer.decode(seen[1]) == rendered  # the answer is made with all of it
+    question, selection = seen[0]
+    assert selection == chatting.dialogue.render(chatting.tokenizer, previous, "Blue box?")
+    assert chatting.last.notices == [] and "shelf 3" not in chatting.tokenizer.decode(selection)
+    assert chatting.tokenizer.decode(question) == rendered  # the answer is made with all of it
     assert [(t.question, t.answer) for t in chatting.dialogue.turns][-1] == ("Blue box?", answer)
 
 

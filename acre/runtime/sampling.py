@@ -1,23 +1,18 @@
-"""Next-token choice: greedy, or temperature with nucleus (top-p) filtering."""
+"""Next-token choice: greedy, or temperature with nucleus (top-p) filtering.
+
+Run by the native core (native/src/sampling.cpp, acre_sample in native/include/acre.h); this module
+converts only. `Rng(seed)` is numpy's default_rng(seed) stream (PCG64 through SeedSequence), and the
+draw is numpy's Generator.choice, so a seed gives the tokens it gave when sampling was numpy's.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from acre import _native
 
-def greedy(logits: np.ndarray) -> int:
-    return int(np.argmax(logits))
+Rng = _native.Rng
 
 
-def sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
-    if temperature <= 0:
-        return greedy(logits)
-    scaled = logits.astype(np.float64) / temperature
-    probs = np.exp(scaled - scaled.max())
-    probs /= probs.sum()
-    order = np.argsort(-probs, kind="stable")
-    cumulative = np.cumsum(probs[order])
-    # keep the smallest prefix whose mass reaches top_p (always at least the top token)
-    keep = order[: int(np.searchsorted(cumulative, top_p) + 1)]
-    kept = probs[keep] / probs[keep].sum()
-    return int(rng.choice(keep, p=kept))
+def sample(logits: np.ndarray, temperature: float, top_p: float, rng: _native.Rng) -> int:
+    return _native.sample(np.ascontiguousarray(logits, dtype=np.float32), temperature, top_p, rng)

@@ -15,16 +15,16 @@ question region while they fit (acre/runtime/dialogue.py).
 
 Ingest, reopen and resume run in the native core (native/src/session.cpp, acre_session_* in
 native/include/acre.h): the chunked prefill, the sinks and the recent window, L1's distillation, the
-L2 spans, checkpoints. The engine steps through it: the ExecuTorch engine directly, any other (the
-eager torch module, ONNX Runtime, a test's wrapper) as the core's step callback. The questions
-(selection, refill, decode, sampling) are still here.
+L2 spans, checkpoints; and each question: prefill, span selection, refill, decode and sampling. The
+engine steps through it: the ExecuTorch engine directly, any other (the eager torch module, ONNX
+Runtime, a test's wrapper) as the core's step callback. Here: the chat template (jinja2), the
+dialogue's turns, text pieces of the answer, and sources.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,20 +38,15 @@ from acre.errors import InputError
 from acre.runtime.dialogue import Dialogue
 from acre.runtime.engines import Engine, ExecuTorchEngine, StepInputs, StepOutputs, open_engine
 from acre.runtime.l2 import SpanStore
-from acre.runtime.lexical import LexicalIndex
 from acre.runtime.malloc import fix_mmap_threshold
 from acre.runtime.policies import Layout, make_policy
 from acre.runtime.pot import Pot, SlotKind
-from acre.runtime.sampling import sample
-from acre.runtime.selection import choose_and_say_why, combine_scores, refill_placement
 from acre.runtime.sources import Source, SourceMap
-from acre.runtime.span_index import SpanIndex, select_probe_queries
 from acre.runtime.tokenizer import BundleTokenizer
 
 _MARKER = "\u0000ACRE-DOCUMENT\u0000"
 QUESTION_SEPARATOR = "\n\n"
-DOCUMENT_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT, SlotKind.REFILL)
-STORED_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT)
+DOCUMENT_KINDS = (SlotKind.SINK, SlotKind.L1, SlotKind.RECENT, SlotKind.REFILL)  # the document's slots
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 
@@ -95,6 +90,13 @@ class QuestionStats:
     # was refilled, or the document came as token ids or from a store that keeps no text)
     sources: list[Source] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # what the user is told (chat: dropped turns)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What the profile reads of the core's span index."""
+
+    nbytes: int
 
 
 class _SessionStore(SpanStore):
@@ -156,7 +158,6 @@ class Session:
         self.checkpoint_tokens = checkpoint_tokens  # how often an ingest saves where it is, to resume
         self.tokenizer = BundleTokenizer(self.bundle.tokenizer_dir)
         self.prefix, self.suffix = split_chat_template(self.tokenizer)
-        self.stop_ids = set(self.bundle.eos_token_ids)
         # tokens of the chat template: they match the document's template, not its text
         self.template_ids = set(self.tokenizer.encode(self.prefix + self.suffix, add_special_tokens=False))
         self.template_ids |= set(self.tokenizer.all_special_ids)
@@ -193,9 +194,9 @@ class Session:
         self.retrieval_heads = [
             (self.probe_layers.index(layer), head) for layer, head in step["signal_heads"]
         ]
+        self._core.set_template_ids(sorted(self.template_ids))
+        self.stop_ids = set(self.bundle.eos_token_ids)
         self.store: SpanStore | None = None
-        self.index: SpanIndex | None = None
-        self.lexical: LexicalIndex | None = None  # built from the document's ids on first use
         self.document_ids: list[int] = []
         self.prompt_ids: list[int] = []  # the prompt of the last question, as the model saw it in order
         self.last = QuestionStats()
@@ -212,6 +213,22 @@ class Session:
         """The ExecuTorch engine steps in the core; any other through the core's step callback."""
         self._engine = engine
         self._core.set_engine(engine.core if type(engine) is ExecuTorchEngine else self._callback)
+
+    @property
+    def stop_ids(self) -> set[int]:
+        """The tokens that end an answer (the bundle's eos ids unless set)."""
+        return self._stop_ids
+
+    @stop_ids.setter
+    def stop_ids(self, ids: set[int]) -> None:
+        self._stop_ids = set(ids)
+        self._core.set_stop_ids(sorted(int(t) for t in self._stop_ids))
+
+    @property
+    def index(self) -> IndexInfo | None:
+        """The span index the core made for the document's questions (None before the first)."""
+        nbytes = self._core.index_bytes
+        return IndexInfo(nbytes) if nbytes else None
 
     @property
     def resumed_from(self) -> int | None:
@@ -324,9 +341,6 @@ class Session:
         ids, text, offsets = self._core.document()
         self.document_ids = ids.tolist()
         self.source_map = None if text is None else SourceMap(text.decode("utf-8"), offsets)
-        complete = bool(self.store and self.store.info.get("complete"))
-        self.index = SpanIndex.from_store(self.store) if complete and self.store else None
-        self.lexical = None
         self.dialogue = Dialogue(QUESTION_SEPARATOR, self.suffix)
 
     # ---- ask ----------------------------------------------------------------------------------
@@ -400,41 +414,33 @@ class Session:
         """Stream answer token ids (stop tokens excluded) for already-tokenized question ids.
         `selection_ids` (default: the question ids) are what spans are selected with, `carried`
         spans are refilled too while there is room (chat: what the turn before was about); without
-        `stop_at_eos` it decodes max_new_tokens whatever comes (speed benchmarks)."""
+        `stop_at_eos` it decodes max_new_tokens whatever comes (speed benchmarks). The core prefills,
+        selects, refills and decodes; `seed` draws what numpy's default_rng(seed) drew."""
         if not self.document_ids:
             raise InputError("no document ingested; call ingest() or open_document() first")
-        self._check_ids(question_ids, "question")
-        self._reset_question()
-        room = len(self.free_in(SlotKind.QUESTION))
-        if len(question_ids) >= room:
-            raise InputError(
-                f"the question has {len(question_ids)} tokens; only {room} pot slots are left for it"
-            )
-        self.last = QuestionStats()
-        refills = bool(self.policy.refill and self.store and self.store.span_count)
-        probe = selection_ids if selection_ids and refills else question_ids
-        logits, (attention, queries) = self._prefill(probe)
-        if refills and self.store:
-            read_before = self.store.bytes_read
-            spans = self._select_spans(attention, queries, probe, carried or [])
-            self.last.sources = self.sources_of(spans)
-            self.pot.clear(self.slots_of(SlotKind.QUESTION))  # refilled spans must not see the question
-            self._refill(spans)
-            self.last.bytes_read = self.store.bytes_read - read_before
-            self._compact()
-            logits, _ = self._prefill(question_ids)
-        doc = self.slots_of(*DOCUMENT_KINDS)
-        doc = doc[self.pot.mask[doc]]
-        self.prompt_ids = [self.document_ids[t] for t in np.sort(self.pot.token[doc])] + list(question_ids)
-        rng = np.random.default_rng(seed)
-        for _ in range(max_new_tokens):
-            token = sample(logits, temperature, top_p, rng)
-            if stop_at_eos and token in self.stop_ids:
-                return
+        self._check_ids(question_ids, "question")  # before the ids become int32
+        self._core.ask(
+            [int(t) for t in question_ids],
+            [int(t) for t in selection_ids or []],
+            [int(s) for s in carried or []],
+            max_new_tokens,
+            temperature,
+            top_p,
+            seed,
+            stop_at_eos,
+        )
+        last = self._core.last()
+        self.last = QuestionStats(
+            spans=last["spans"],
+            cores=last["cores"],
+            span_scores=last["span_scores"],
+            bytes_read=last["bytes_read"],
+            read_s=last["read_s"],
+            sources=self.sources_of(last["spans"]) if last["spans"] else [],
+        )
+        self.prompt_ids = last["prompt_ids"]
+        while (token := self._core.next()) is not None:
             yield token
-            if not len(self.free_in(SlotKind.QUESTION)):
-                return  # the question region is full: the answer is cut here
-            logits, _ = self._prefill([token])
 
     def sources_of(self, spans: list[int]) -> list[Source]:
         """The passages of the document text that these L2 spans hold, in document order."""
@@ -443,138 +449,12 @@ class Session:
         starts, lengths = self.store.starts, self.store.lengths
         return self.source_map.passages([(starts[i], starts[i] + lengths[i]) for i in spans])
 
-    def _reset_question(self) -> None:
-        """Back to the pot as ingest left it: no question, no refill, every stored entry visible."""
-        self.pot.clear(self.slots_of(SlotKind.QUESTION, SlotKind.REFILL))
-        self.pot.show(self.slots_of(*STORED_KINDS))
-        self._compact()
-
-    def _select_spans(
-        self, attention: np.ndarray, queries: np.ndarray, question_ids: list[int], carried: list[int]
-    ) -> list[int]:
-        """Score spans by (a) question attention on their L1 entries, (b) probe queries against the
-        span index and (c) BM25 of the question's token ids; keep the best ones by a dynamic
-        cut-off, with the `carried` ones, in document order."""
-        assert self.store is not None
-        policy, n_spans, s = self.policy, self.store.span_count, self.span_tokens
-        attention_mass = index_z = None
-        if policy.use_attention:
-            l1 = self.slots_of(SlotKind.L1)
-            attention_mass = np.zeros(n_spans)
-            np.add.at(attention_mass, self.pot.token[l1] // s, attention[l1])
-        if policy.use_index:
-            if self.index is None:
-                self.index = SpanIndex.from_store(self.store)
-            probes = select_probe_queries(queries) if policy.use_probes else queries[:, :, -1:]
-            # mean, not sum, of the heads' standardised scores: a softmax over sums is one-hot
-            index_z = self.index.scores(probes, self.retrieval_heads, tree=policy.use_tree)
-            index_z = index_z / len(self.retrieval_heads)
-        lexical = None
-        if policy.use_lexical:
-            if self.lexical is None:
-                self.lexical = LexicalIndex(self.document_ids, s)
-            lexical = self.lexical.scores([t for t in question_ids if t not in self.template_ids])
-        scores = combine_scores(attention_mass, index_z, lexical)
-        resident = self.pot.token[self.slots_of(*self._shown_while_answering())]
-        for span in np.unique(resident // s):  # spans wholly in the pot need no refill
-            length = self.store.lengths[span]
-            if np.isin(np.arange(span * s, span * s + length), resident).all():
-                scores[span] = 0.0
-        self.last.span_scores = scores
-        budget = self.layout.refill // s
-        self.last.spans, self.last.cores = choose_and_say_why(
-            scores, budget, policy.mass, policy.min_spans, policy.neighbors, carried
-        )
-        return self.last.spans
-
-    def _refill(self, spans: list[int]) -> None:
-        """Bring the chosen spans from L2 into the refill slots, in document order. Entries already in
-        the pot as sinks or recent tokens are not duplicated; L1 is hidden while the answer is made."""
-        assert self.store is not None
-        store = self.store
-        resident = set(self.pot.token[self.slots_of(*self._shown_while_answering())].tolist())
-        reuse = self.policy.refill_mode == "reuse"
-        started = time.perf_counter()
-        for span in [] if reuse else spans:
-            store.read_tokens(span)  # verifies the span's ids against their checksum before use
-        self.last.read_s = time.perf_counter() - started
-        slots, token = refill_placement(
-            spans, store.starts, store.lengths, resident, self.free_in(SlotKind.REFILL)
-        )
-        shape = (*self.pot.k.shape[:2], len(slots), self.pot.k.shape[3])
-        k, v = np.zeros(shape, dtype=self.pot.k.dtype), np.zeros(shape, dtype=self.pot.v.dtype)
-        if reuse:  # copy the stored activations of the tokens being refilled (keys as at position 0)
-            for span in spans:
-                started = time.perf_counter()
-                read = store.read(span)
-                self.last.read_s += time.perf_counter() - started
-                rows = np.flatnonzero((token >= read.start) & (token < read.start + len(read.tokens)))
-                k[:, :, rows] = read.k[:, :, token[rows] - read.start]
-                v[:, :, rows] = read.v[:, :, token[rows] - read.start]
-        self.pot.write(slots, k, v, 0, SlotKind.REFILL, token)
-        self.pot.show(self.slots_of(SlotKind.L1), False)
-        if not self.policy.answer_recent:
-            self.pot.show(self.slots_of(SlotKind.RECENT), False)
-        if not reuse:
-            self._reencode()
-        elif not self.policy.answer_recent:
-            self._compact()
-
-    def _reencode(self) -> None:
-        """Compute the K/V of the refilled tokens in the context they are now shown in: the sinks and
-        the refilled tokens before them, in document order (the recent window and L1 hidden)."""
-        slots = self.slots_of(SlotKind.REFILL)
-        slots = slots[np.argsort(self.pot.token[slots], kind="stable")]
-        later = self.slots_of(SlotKind.RECENT, SlotKind.REFILL)
-        later = later[self.pot.mask[later]]  # what the answer sees: a hidden recent window stays hidden
-        self.pot.show(later, False)
-        position = self._compact()  # the sinks
-        for done in range(0, len(slots), self.chunk):
-            part = slots[done : done + self.chunk]
-            tokens = self.pot.token[part]
-            out = self._step([self.document_ids[t] for t in tokens], position)
-            n = len(part)  # their K/V, at the positions later parts see them at
-            at = np.arange(position, position + n)
-            self.pot.write(part, out.k_new[:, :, :n], out.v_new[:, :, :n], at, SlotKind.REFILL, tokens)
-            position += n
-        self.pot.show(later)
-        self._compact()
-
-    def _shown_while_answering(self) -> tuple[SlotKind, ...]:
-        """The stored entries the answer sees besides the refill (a refill does not repeat them)."""
-        return (SlotKind.SINK, SlotKind.RECENT) if self.policy.answer_recent else (SlotKind.SINK,)
-
     # ---- the step loop ------------------------------------------------------------------------
-    def _compact(self) -> int:
-        """Give the visible document entries consecutive positions in document order (so the model
-        never sees a position outside its window) and return the next free position."""
-        return self._core.compact()
-
     def _step(self, ids: list[int], start: int) -> StepOutputs:
         """One call of the step program through the core (decode entry point for a single token); the
         outputs are views of the core's buffers, valid until the next step."""
         out = self._core.step([int(t) for t in ids], start)
         return StepOutputs(**dict(zip(self._output_names, out, strict=True)))
-
-    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """Run question (or answer) tokens through the step program in chunks, writing their K/V into
-        the question region. Returns the logits after the last token, the attention the tokens put
-        on each pot slot, and their probe-layer queries [Lp, H, n, D]."""
-        attention = np.zeros(self.pot.capacity, dtype=np.float64)
-        queries = []
-        logits = np.empty(0, dtype=np.float32)
-        for done in range(0, len(ids), self.chunk):
-            piece = ids[done : done + self.chunk]
-            start = int(self.pot.positions[self.pot.mask].max()) + 1 if self.pot.used else 0
-            out = self._step(piece, start)
-            n = len(piece)
-            attention += out.pot_attention[:n].sum(axis=0)
-            queries.append(out.q_probe[:, :, :n].copy())
-            slots = self.free_in(SlotKind.QUESTION)[:n]
-            positions = np.arange(start, start + n)
-            self.pot.write(slots, out.k_new[:, :, :n], out.v_new[:, :, :n], positions, SlotKind.QUESTION)
-            logits = out.logits.copy()
-        return logits, (attention, np.concatenate(queries, axis=2))
 
 
 def _check_text(text: object, what: str) -> None:

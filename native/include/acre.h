@@ -14,9 +14,8 @@
  *
  * This slice covers the bundle, the tokenizer, the step program, the L2 store, span selection (the
  * span index, BM25, the choice of spans and their place in the pot), the pot (its K/V, positions,
- * mask and slot table, and the moves that keep keys rotated at their positions), the policies and the
- * session's ingest, reopen and resume. Its questions (refill, decode, sampling) are to come behind this
- * same header (see native/README.md).
+ * mask and slot table, and the moves that keep keys rotated at their positions), the policies, the
+ * session (ingest, reopen, resume, questions: selection, refill, decode) and sampling.
  */
 #ifndef ACRE_H
 #define ACRE_H
@@ -597,6 +596,64 @@ acre_status acre_session_compact(acre_session *session, int64_t *next_position);
  * next step. A window overrun is ACRE_ERR_INVALID_ARGUMENT. */
 acre_status acre_session_step(acre_session *session, const int32_t *ids, size_t n, int64_t start,
                               acre_array *outputs, size_t n_outputs);
+
+/* Tokens of the chat template (BM25 leaves them out of a question: they match the document's template). */
+acre_status acre_session_set_template_ids(acre_session *session, const int32_t *ids, size_t n);
+
+/* The tokens that end an answer (the bundle's eos_token_ids until set). */
+acre_status acre_session_set_stop_ids(acre_session *session, const int32_t *ids, size_t n);
+
+/* How an answer is decoded: at most max_new_tokens (>= 0), greedy (temperature <= 0) or sampled from the
+ * top_p nucleus with numpy's default_rng(seed) stream (has_seed 0: fresh entropy); stop_at_eos 0 decodes
+ * max_new_tokens whatever comes. */
+typedef struct acre_decoding {
+  int32_t max_new_tokens;
+  double temperature, top_p;
+  int has_seed;
+  uint64_t seed;
+  int stop_at_eos;
+} acre_decoding;
+
+/* Prefill question[n] after the document as ingest left it: spans are chosen with selection[n_selection]
+ * (n_selection 0: the question), refilled with carried[n_carried] (spans a dialogue's turn before was
+ * about) while there is room, and the question prefilled again; then acre_session_next decodes. No
+ * document, bad ids or a question longer than its region is ACRE_ERR_INVALID_ARGUMENT. */
+acre_status acre_session_ask(acre_session *session, const int32_t *question, size_t n,
+                             const int32_t *selection, size_t n_selection, const int64_t *carried,
+                             size_t n_carried, const acre_decoding *decoding);
+/* The next answer token into *token; -1 when the answer is done (a stop token, max_new_tokens, or the
+ * question region full). */
+acre_status acre_session_next(acre_session *session, int32_t *token);
+
+/* What the last question chose and cost, over the session's memory until its next question. */
+typedef struct acre_question {
+  const int64_t *spans; /* refilled, in document order */
+  size_t n_spans;
+  const int64_t *cores; /* what it is about: its core spans and the carried refilled */
+  size_t n_cores;
+  const double *span_scores; /* one per span; none when nothing was scored */
+  size_t n_scores;
+  const int32_t *prompt_ids; /* the prompt as the model saw it: the shown document tokens, the question */
+  size_t n_prompt;
+  uint64_t bytes_read; /* from spans.bin */
+  double read_s;       /* wall time reading and checking the chosen spans */
+} acre_question;
+acre_status acre_session_last(const acre_session *session, acre_question *out);
+/* Bytes of the span index the session made (0 before its first question). */
+size_t acre_session_index_bytes(const acre_session *session);
+
+/* ---- sampling ---------------------------------------------------------------------------- */
+
+/* numpy's default_rng: PCG64 seeded through SeedSequence (has_seed 0: fresh entropy). */
+typedef struct acre_rng acre_rng;
+acre_status acre_rng_new(int has_seed, uint64_t seed, acre_rng **out);
+void acre_rng_free(acre_rng *rng);
+/* [0, 1) from 53 bits, as Generator.random(). */
+double acre_rng_uniform(acre_rng *rng);
+/* The next token of logits[n] (n >= 1): greedy for temperature <= 0, else softmax(logits / temperature)
+ * cut to the fewest most probable tokens whose mass reaches top_p (at least one), one drawn by rng. */
+acre_status acre_sample(const float *logits, size_t n, double temperature, double top_p, acre_rng *rng,
+                        int32_t *token);
 
 #ifdef __cplusplus
 }

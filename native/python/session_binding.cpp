@@ -67,6 +67,16 @@ int32_t call_progress(void *user, int64_t done, int64_t total) {
   return 1;
 }
 
+struct Rng {
+  acre_rng *handle = nullptr;
+  explicit Rng(acre_rng *h) : handle(h) {}
+  ~Rng() { acre_rng_free(handle); }
+  Rng(const Rng &) = delete;
+  Rng &operator=(const Rng &) = delete;
+};
+
+using Logits = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
 struct Session {
   acre_session *handle = nullptr;
   nb::object bundle, pot, tokenizer, engine;  // borrowed by the core: kept alive here
@@ -102,6 +112,25 @@ void register_session(nb::module_ &m) {
   for (size_t i = 0; acre_policy_name(i); ++i) names.append(acre_policy_name(i));
   m.attr("POLICIES") = nb::tuple(names);
   m.attr("CATALYST") = acre_catalyst();
+
+  nb::class_<Rng>(m, "Rng", "numpy's default_rng(seed) stream (PCG64 through SeedSequence), in the core.")
+      .def(
+          "__init__",
+          [](Rng *self, std::optional<uint64_t> seed) {
+            acre_rng *h = nullptr;
+            check(acre_rng_new(seed.has_value(), seed.value_or(0), &h));
+            new (self) Rng(h);
+          },
+          nb::arg("seed").none() = nb::none())
+      .def("uniform", [](Rng &r) { return acre_rng_uniform(r.handle); });
+  m.def(
+      "sample",
+      [](const Logits &logits, double temperature, double top_p, Rng &rng) {
+        int32_t token = -1;
+        check(acre_sample(logits.data(), logits.shape(0), temperature, top_p, rng.handle, &token));
+        return token;
+      },
+      nb::arg("logits"), nb::arg("temperature"), nb::arg("top_p"), nb::arg("rng"));
 
   nb::class_<Policy>(m, "Policy", "A policy of the core: a named base with switches turned.")
       .def(
@@ -229,6 +258,67 @@ void register_session(nb::module_ &m) {
             return nb::make_tuple(numpy_copy(ids, false), t, numpy_copy(offsets, true));
           },
           "(ids int32, text bytes or None, offsets int32 [n, 2] or None): copies.")
+      .def(
+          "set_template_ids",
+          [](Session &s, const std::vector<int32_t> &ids) {
+            check(acre_session_set_template_ids(s.handle, ids.data(), ids.size()));
+          },
+          nb::arg("ids"))
+      .def(
+          "set_stop_ids",
+          [](Session &s, const std::vector<int32_t> &ids) {
+            check(acre_session_set_stop_ids(s.handle, ids.data(), ids.size()));
+          },
+          nb::arg("ids"))
+      .def(
+          "ask",
+          [](Session &s, const std::vector<int32_t> &question, const std::vector<int32_t> &selection,
+             const std::vector<int64_t> &carried, int32_t max_new_tokens, double temperature, double top_p,
+             std::optional<uint64_t> seed, bool stop_at_eos) {
+            const acre_decoding d{max_new_tokens,   temperature,      top_p,
+                                  seed.has_value(), seed.value_or(0), stop_at_eos};
+            acre_status status;
+            {
+              nb::gil_scoped_release release;
+              status = acre_session_ask(s.handle, question.data(), question.size(), selection.data(),
+                                        selection.size(), carried.data(), carried.size(), &d);
+            }
+            s.check_call(status);
+          },
+          nb::arg("question"), nb::arg("selection"), nb::arg("carried"), nb::arg("max_new_tokens"),
+          nb::arg("temperature"), nb::arg("top_p"), nb::arg("seed").none(), nb::arg("stop_at_eos"))
+      .def("next",
+           [](Session &s) -> std::optional<int32_t> {
+             int32_t token = -1;
+             acre_status status;
+             {
+               nb::gil_scoped_release release;
+               status = acre_session_next(s.handle, &token);
+             }
+             s.check_call(status);
+             return token < 0 ? std::nullopt : std::optional<int32_t>(token);
+           })
+      .def("last",
+           [](const Session &s) {
+             acre_question q{};
+             check(acre_session_last(s.handle, &q));
+             nb::dict d;
+             d["spans"] = std::vector<int64_t>(q.spans, q.spans + q.n_spans);
+             d["cores"] = std::vector<int64_t>(q.cores, q.cores + q.n_cores);
+             if (q.n_scores) {
+               auto *held = new std::vector<double>(q.span_scores, q.span_scores + q.n_scores);
+               nb::capsule owner(held,
+                                 [](void *p) noexcept { delete static_cast<std::vector<double> *>(p); });
+               const size_t shape[1] = {held->size()};
+               d["span_scores"] = nb::cast(nb::ndarray<nb::numpy, double>(held->data(), 1, shape, owner));
+             } else {
+               d["span_scores"] = nb::none();
+             }
+             d["prompt_ids"] = std::vector<int32_t>(q.prompt_ids, q.prompt_ids + q.n_prompt);
+             d["bytes_read"] = q.bytes_read, d["read_s"] = q.read_s;
+             return d;
+           })
+      .def_prop_ro("index_bytes", [](const Session &s) { return acre_session_index_bytes(s.handle); })
       .def("compact",
            [](Session &s) {
              int64_t next = 0;

@@ -1,5 +1,6 @@
 // The C ABI (acre.h) over the core's C++: handles own the C++ objects, every call catches what the
 // core throws and turns it into a status and a thread-local message.
+#include <cmath>
 #include <cstring>
 #include <new>
 
@@ -9,6 +10,7 @@
 #include "lexical.hpp"
 #include "policies.hpp"
 #include "pot.hpp"
+#include "sampling.hpp"
 #include "selection.hpp"
 #include "session.hpp"
 #include "span_index.hpp"
@@ -42,6 +44,9 @@ struct acre_pot {
 struct acre_policy {
   acre::Policy impl;
   std::string json;
+};
+struct acre_rng {
+  acre::Rng impl;
 };
 struct acre_session {
   std::unique_ptr<acre::Session> impl;
@@ -1200,6 +1205,93 @@ acre_status acre_session_step(acre_session *session, const int32_t *ids, size_t 
       info_of(out[i].spec, &outputs[i].info);
       outputs[i].data = out[i].data.data();
     }
+  });
+}
+
+acre_status acre_session_set_template_ids(acre_session *session, const int32_t *ids, size_t n) {
+  return guard([&] {
+    acre::Session &s = session_of(session);
+    need_values(ids, n, "ids");
+    s.set_template_ids(std::vector<int32_t>(ids, ids + n));
+  });
+}
+
+acre_status acre_session_set_stop_ids(acre_session *session, const int32_t *ids, size_t n) {
+  return guard([&] {
+    acre::Session &s = session_of(session);
+    need_values(ids, n, "ids");
+    s.set_stop_ids(std::vector<int32_t>(ids, ids + n));
+  });
+}
+
+acre_status acre_session_ask(acre_session *session, const int32_t *question, size_t n,
+                             const int32_t *selection, size_t n_selection, const int64_t *carried,
+                             size_t n_carried, const acre_decoding *decoding) {
+  return guard([&] {
+    acre::Session &s = session_of(session);
+    need_values(question, n, "question");
+    need_values(selection, n_selection, "selection");
+    need_values(carried, n_carried, "carried");
+    need(decoding, "decoding");
+    if (decoding->max_new_tokens < 0 || !std::isfinite(decoding->temperature) ||
+        !std::isfinite(decoding->top_p))
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "max_new_tokens must be 0 or more, temperature and top_p finite");
+    acre::Decoding d;
+    d.max_new_tokens = decoding->max_new_tokens, d.temperature = decoding->temperature,
+    d.top_p = decoding->top_p;
+    d.has_seed = decoding->has_seed != 0, d.seed = decoding->seed, d.stop_at_eos = decoding->stop_at_eos != 0;
+    s.ask(std::vector<int32_t>(question, question + n),
+          std::vector<int32_t>(selection, selection + n_selection),
+          std::vector<int64_t>(carried, carried + n_carried), d);
+  });
+}
+
+acre_status acre_session_next(acre_session *session, int32_t *token) {
+  return guard([&] {
+    acre::Session &s = session_of(session);
+    need(token, "token");
+    *token = s.next();
+  });
+}
+
+acre_status acre_session_last(const acre_session *session, acre_question *out) {
+  return guard([&] {
+    const acre::Session &s = session_of(session);
+    need(out, "out");
+    const acre::Question &q = s.last();
+    *out = acre_question{
+        q.spans.data(),       q.spans.size(),      q.cores.data(),      q.cores.size(), q.span_scores.data(),
+        q.span_scores.size(), q.prompt_ids.data(), q.prompt_ids.size(), q.bytes_read,   q.read_s};
+  });
+}
+
+size_t acre_session_index_bytes(const acre_session *session) {
+  return session ? session->impl->index_bytes() : 0;
+}
+
+// ---- sampling
+
+acre_status acre_rng_new(int has_seed, uint64_t seed, acre_rng **out) {
+  return guard([&] {
+    need(out, "out");
+    *out = new acre_rng{has_seed ? acre::Rng(seed) : acre::Rng::from_entropy()};
+  });
+}
+
+void acre_rng_free(acre_rng *rng) { delete rng; }
+
+double acre_rng_uniform(acre_rng *rng) { return rng ? rng->impl.uniform() : 0.0; }
+
+acre_status acre_sample(const float *logits, size_t n, double temperature, double top_p, acre_rng *rng,
+                        int32_t *token) {
+  return guard([&] {
+    need(logits, "logits");
+    need(rng, "rng");
+    need(token, "token");
+    if (!n) acre::fail(ACRE_ERR_INVALID_ARGUMENT, "no logits given");
+    if (!std::isfinite(temperature) || !std::isfinite(top_p))
+      acre::fail(ACRE_ERR_INVALID_ARGUMENT, "temperature and top_p must be finite");
+    *token = acre::sample(logits, n, temperature, top_p, rng->impl);
   });
 }
 

@@ -218,6 +218,13 @@ Session::Session(const Bundle &bundle, Pot &pot, Policy policy, SessionConfig co
     catalyst_ids_.assign(ids.end() - keep, ids.end());
   }
   probe_layers_ = bundle.probe_layers;
+  stop_ids_ = bundle.eos_token_ids;
+  for (const auto &[layer, head] : bundle.signal_heads) {
+    const auto at = std::find(probe_layers_.begin(), probe_layers_.end(), layer);
+    if (at == probe_layers_.end())
+      fail(ACRE_ERR_BUNDLE, bundle.manifest_path() + ": a signal head's layer is no probe layer");
+    heads_.push_back({int32_t(at - probe_layers_.begin()), head});
+  }
   for (int32_t rows : {1, g.chunk}) {
     outputs_.emplace_back();
     for (const std::string &name : bundle.step_outputs) {
@@ -344,6 +351,7 @@ int64_t Session::ingest(Document document, const char *store_dir, bool resume, b
     return n_ids;
   }
   ++epoch_;
+  index_.reset(), lexical_.reset(), asking_ = false;
   const std::vector<int64_t> every = range(0, capacity);
   pot_.clear(every.data(), every.size());
   document_ = Document{};
@@ -563,6 +571,7 @@ int64_t Session::open_document(const std::string &dir) {
   const std::vector<acre_array> arrays = views(state->arrays);
   pot_.restore(arrays.data(), arrays.size());  // in place: the pot is never reallocated
   ++epoch_;
+  index_.reset(), lexical_.reset(), asking_ = false;
   store_ = std::move(opened);
   document_ = Document{};
   document_.ids.resize(size_t(ids->dims[0]));
@@ -580,6 +589,11 @@ int64_t Session::open_document(const std::string &dir) {
 }
 
 void Session::close_store() { store_.reset(); }
+
+void Session::set_template_ids(std::vector<int32_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  template_ids_ = std::move(ids);
+}
 
 // Put the chunk's K/V (its rows at `position` on) into the pot: sinks first, then the recent window;
 // what leaves the recent window is distilled into L1 (or dropped, for streaming).

@@ -11,8 +11,11 @@
 
 #include "bundle.hpp"
 #include "l2.hpp"
+#include "lexical.hpp"
 #include "policies.hpp"
 #include "pot.hpp"
+#include "sampling.hpp"
+#include "span_index.hpp"
 #include "step.hpp"
 #include "tokenizer.hpp"
 
@@ -31,6 +34,26 @@ struct Document {
   bool has_text = false;
   std::string text;              // UTF-8
   std::vector<int32_t> offsets;  // [ids, 2]
+};
+
+// How an answer is decoded: at most max_new_tokens, greedy (temperature <= 0) or sampled from the
+// top_p nucleus with numpy's default_rng(seed) stream (no seed: fresh entropy).
+struct Decoding {
+  int32_t max_new_tokens = 256;
+  double temperature = 0.0, top_p = 1.0;
+  bool has_seed = false;
+  uint64_t seed = 0;
+  bool stop_at_eos = true;  // false: decode max_new_tokens whatever comes (speed benchmarks)
+};
+
+// What the last question chose and cost.
+struct Question {
+  std::vector<int64_t> spans;       // refilled, in document order
+  std::vector<int64_t> cores;       // what it is about: its core spans and the carried refilled
+  std::vector<double> span_scores;  // per span (empty when nothing was scored)
+  uint64_t bytes_read = 0;          // from spans.bin
+  double read_s = 0.0;              // wall time reading (and checking) the chosen spans
+  std::vector<int32_t> prompt_ids;  // the prompt as the model saw it: shown document tokens, question
 };
 
 // Called after each chunk with (tokens done, total); false stops the ingest.
@@ -61,6 +84,19 @@ class Session {
     std::vector<uint8_t> data;
   };
   const std::vector<Output> &step(const int32_t *ids, size_t n, int64_t start);
+
+  // Tokens of the chat template: BM25 leaves them out of a question (they match the document's template).
+  void set_template_ids(std::vector<int32_t> ids);
+  // The tokens that end an answer (the bundle's eos_token_ids unless set).
+  void set_stop_ids(std::vector<int32_t> ids) { stop_ids_ = std::move(ids); }
+  // Prefill a question after the document: spans are chosen with `selection` (empty: the question) and
+  // refilled (with `carried` while there is room), then the question is prefilled again; the answer is
+  // then decoded by next(). Every question starts again from the document as ingest left it.
+  void ask(const std::vector<int32_t> &question, const std::vector<int32_t> &selection,
+           const std::vector<int64_t> &carried, const Decoding &decoding);
+  int32_t next();  // the next answer token, or -1 when the answer is done
+  const Question &last() const { return last_; }
+  size_t index_bytes() const { return index_ ? index_->bytes() : 0; }
   int64_t compact();  // the visible document slots get positions 0, 1, ... in document order
 
   const Policy &policy() const { return policy_; }
@@ -85,6 +121,19 @@ class Session {
   void place(int64_t start, int64_t n, int64_t position, const std::vector<Output> &out);
   void distil(const std::vector<int64_t> &candidates, const std::vector<float> &attention);
   void forget_temporary();
+  // questions (question.cpp)
+  std::vector<int64_t> kinds_slots(const std::vector<int8_t> &kinds) const;
+  std::vector<int8_t> shown_while_answering() const;
+  void reset_question();
+  void prefill(const std::vector<int32_t> &ids, std::vector<double> *attention,
+               std::vector<std::vector<float>> *queries);
+  std::vector<int64_t> select_spans(const std::vector<double> &attention,
+                                    const std::vector<std::vector<float>> &queries,
+                                    const std::vector<int32_t> &question,
+                                    const std::vector<int64_t> &carried);
+  void refill(const std::vector<int64_t> &spans);
+  void reencode();
+  int32_t finish();
 
   const Bundle &bundle_;
   Pot &pot_;
@@ -102,6 +151,18 @@ class Session {
   uint64_t epoch_ = 0;
   std::vector<std::vector<Output>> outputs_;  // per method: [0] decode (1 row), [1] prefill (chunk)
   std::vector<int64_t> tokens_, positions_, last_index_;
+  // questions
+  std::vector<int32_t> template_ids_;  // sorted
+  std::vector<int32_t> stop_ids_;
+  std::vector<Head> heads_;           // retrieval heads: (index into the probe layers, query head)
+  std::unique_ptr<SpanIndex> index_;  // of the store's spans, made on first use
+  std::unique_ptr<LexicalIndex> lexical_;
+  Question last_;
+  Decoding decoding_;
+  Rng rng_{0};
+  std::vector<float> logits_;  // after the last token prefilled
+  int32_t produced_ = 0, pending_ = -1;
+  bool asking_ = false, done_ = false;
 };
 
 // sha256 of the document's ids as int32 little-endian bytes, lower-case hex (store.json's document_sha256).

@@ -1,8 +1,12 @@
-// The session's ingest, reopen and resume through the C ABI (ctest), on the vector bundle with a
-// byte-level tokenizer and a step callback whose outputs depend on its inputs alone: an ingest that is
-// interrupted and resumed must end byte-identical to one that was not. Also the policies and their
-// layouts, and the refusals (bad ids, another document's store, a pot too small).
+// The session through the C ABI (ctest), on the vector bundle with a byte-level tokenizer and a step
+// callback whose outputs depend on its inputs alone: an ingest that is interrupted and resumed must end
+// byte-identical to one that was not; a question refills spans and decodes the same answer every time.
+// Also the policies and their layouts, sampling (numpy's default_rng stream), and the refusals (bad ids,
+// another document's store, a pot too small, a question without a document or room).
 #include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include <filesystem>
 #include <fstream>
@@ -132,6 +136,15 @@ struct Fixture {
   std::string pot_bytes() const {  // all six arrays
     std::string out;
     for (size_t i = 0; i < ACRE_POT_ARRAYS; ++i) {
+      acre_array a{};
+      acre_pot_array(pot, i, &a);
+      out.append(static_cast<const char *>(a.data), a.info.bytes);
+    }
+    return out;
+  }
+  std::string slot_table() const {  // positions, mask, kind, token
+    std::string out;
+    for (size_t i = 2; i < ACRE_POT_ARRAYS; ++i) {
       acre_array a{};
       acre_pot_array(pot, i, &a);
       out.append(static_cast<const char *>(a.data), a.info.bytes);
@@ -302,6 +315,99 @@ void test_a_progress_callback_can_stop_an_ingest_that_then_resumes() {
   CHECK(f.ingest(ids, &store) == ACRE_OK && acre_session_resumed_from(f.session) > 0);
 }
 
+std::vector<int32_t> answer(acre_session *session) {
+  std::vector<int32_t> tokens;
+  for (int32_t t = 0; acre_session_next(session, &t) == ACRE_OK && t >= 0;) tokens.push_back(t);
+  return tokens;
+}
+
+void test_a_question_refills_spans_and_decodes_the_same_answer_again() {
+  const fs::path dir = session_bundle();
+  for (const char *switches : {"{}", "{\"refill_mode\": \"reuse\"}", "{\"answer_recent\": false}"}) {
+    const fs::path store = scratch("ask");
+    Fixture f(dir, "acre", switches);
+    CHECK(f.ingest(document(900, 9), &store) == ACRE_OK);
+    const std::vector<int32_t> q{40, 41, 42, 43};
+    const acre_decoding greedy{8, 0.0, 1.0, 0, 0, 0};
+    CHECK(acre_session_ask(f.session, q.data(), q.size(), nullptr, 0, nullptr, 0, &greedy) == ACRE_OK);
+    const std::vector<int32_t> first = answer(f.session);
+    const std::string slots = f.slot_table();
+    acre_question last{};
+    CHECK(acre_session_last(f.session, &last) == ACRE_OK);
+    CHECK(first.size() == 8 && last.n_spans >= 1 && last.n_scores == 15 && last.n_cores >= 1);  // 15 spans
+    CHECK(std::is_sorted(last.spans, last.spans + last.n_spans));
+    CHECK(last.n_prompt > q.size() &&
+          std::equal(q.begin(), q.end(), last.prompt_ids + last.n_prompt - q.size()));
+    acre_array kind{}, mask{}, token{};
+    acre_pot_array(f.pot, 4, &kind), acre_pot_array(f.pot, 3, &mask), acre_pot_array(f.pot, 5, &token);
+    int refilled = 0, l1_shown = 0;
+    for (int64_t s = 0; s < 256; ++s) {
+      const int8_t k = static_cast<const int8_t *>(kind.data)[s];
+      const bool shown = static_cast<const uint8_t *>(mask.data)[s];
+      if (k == ACRE_SLOT_REFILL) {
+        ++refilled;
+        const int64_t span = static_cast<const int64_t *>(token.data)[s] / 64;
+        CHECK(std::find(last.spans, last.spans + last.n_spans, span) != last.spans + last.n_spans);
+      }
+      if (k == ACRE_SLOT_L1 && shown) ++l1_shown;
+    }
+    CHECK(refilled > 0 && l1_shown == 0);  // L1 is hidden while the answer is made
+    // every question starts again from the document: the same answer and pot
+    CHECK(acre_session_ask(f.session, q.data(), q.size(), nullptr, 0, nullptr, 0, &greedy) == ACRE_OK);
+    // (the slot table, not the keys: a recent window moved for the refill and back is re-rotated twice)
+    CHECK(answer(f.session) == first && f.slot_table() == slots);
+    const acre_decoding sampled{12, 1.5, 0.9, 1, 7, 0};
+    CHECK(acre_session_ask(f.session, q.data(), q.size(), nullptr, 0, nullptr, 0, &sampled) == ACRE_OK);
+    const std::vector<int32_t> a = answer(f.session);
+    CHECK(acre_session_ask(f.session, q.data(), q.size(), nullptr, 0, nullptr, 0, &sampled) == ACRE_OK);
+    CHECK(a.size() == 12 && answer(f.session) == a);  // a seed draws the same tokens
+  }
+}
+
+void test_a_question_is_refused_without_a_document_or_room() {
+  const fs::path dir = session_bundle();
+  Fixture f(dir);
+  const std::vector<int32_t> q{40, 41};
+  const acre_decoding d{4, 0.0, 1.0, 0, 0, 1};
+  CHECK(refused(acre_session_ask(f.session, q.data(), q.size(), nullptr, 0, nullptr, 0, &d),
+                ACRE_ERR_INVALID_ARGUMENT, "no document ingested"));
+  int32_t t = 0;
+  CHECK(acre_session_next(f.session, &t) == ACRE_OK && t == -1);  // nothing asked: nothing to decode
+  CHECK(f.ingest(document(300, 1), nullptr) == ACRE_OK);
+  const std::vector<int32_t> long_question(96, 5), bad{5, 400};
+  CHECK(refused(acre_session_ask(f.session, long_question.data(), 96, nullptr, 0, nullptr, 0, &d),
+                ACRE_ERR_INVALID_ARGUMENT, "only 96 pot slots are left"));
+  CHECK(refused(acre_session_ask(f.session, bad.data(), 2, nullptr, 0, nullptr, 0, &d),
+                ACRE_ERR_INVALID_ARGUMENT, "the question has token id 400"));
+  const acre_decoding negative{-1, 0.0, 1.0, 0, 0, 1};
+  CHECK(refused(acre_session_ask(f.session, q.data(), q.size(), nullptr, 0, nullptr, 0, &negative),
+                ACRE_ERR_INVALID_ARGUMENT, "max_new_tokens"));
+  CHECK(acre_session_ask(f.session, q.data(), q.size(), nullptr, 0, nullptr, 0, &d) == ACRE_OK);
+}
+
+void test_the_rng_is_numpys_default_rng_and_top_p_keeps_the_nucleus() {
+  acre_rng *rng = nullptr;
+  CHECK(acre_rng_new(1, 0, &rng) == ACRE_OK);  // np.random.default_rng(0).random() x 2
+  CHECK(acre_rng_uniform(rng) == 0.6369616873214543 && acre_rng_uniform(rng) == 0.2697867137638703);
+  acre_rng_free(rng);
+  CHECK(acre_rng_new(1, 1ULL << 40, &rng) == ACRE_OK);  // a seed of two words
+  CHECK(acre_rng_uniform(rng) == 0.3608095734199638);
+  acre_rng_free(rng);
+  const float logits[4] = {std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
+  CHECK(acre_rng_new(1, 0, &rng) == ACRE_OK);
+  int seen[4] = {0};
+  for (int i = 0; i < 300; ++i) {
+    int32_t t = -1;
+    CHECK(acre_sample(logits, 4, 1.0, 0.7, rng, &t) == ACRE_OK && t >= 0 && t < 4);
+    ++seen[t];
+  }
+  CHECK(seen[0] && seen[1] && !seen[2] && !seen[3]);
+  int32_t t = -1;
+  CHECK(acre_sample(logits, 4, 0.0, 1.0, rng, &t) == ACRE_OK && t == 0);
+  CHECK(refused(acre_sample(logits, 0, 1.0, 1.0, rng, &t), ACRE_ERR_INVALID_ARGUMENT, "no logits"));
+  acre_rng_free(rng);
+}
+
 }  // namespace
 
 int main() {
@@ -312,6 +418,9 @@ int main() {
   test_a_store_of_another_document_is_refused_unless_replaced();
   test_bad_input_is_refused_and_loses_nothing();
   test_a_progress_callback_can_stop_an_ingest_that_then_resumes();
+  test_a_question_refills_spans_and_decodes_the_same_answer_again();
+  test_a_question_is_refused_without_a_document_or_room();
+  test_the_rng_is_numpys_default_rng_and_top_p_keeps_the_nucleus();
   fs::remove_all(fs::temp_directory_path() / ("acre_session_test_" + std::to_string(::getpid())));
   return test::finish("acre_session_test");
 }
