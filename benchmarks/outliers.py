@@ -1,10 +1,12 @@
 """Where the `gguf` scheme's int8 activations lose: eager variants against the fp32 module.
 
-    .venv/bin/python -m benchmarks.outliers "outliers:*=8" "outliers:down_proj=32,*=8" "float:down_proj"
+    .venv/bin/python -m benchmarks.outliers "split:" "split:down_proj=0.99" "float:down_proj"
 
 Each variant is the `gguf` scheme (torchao's reference kernels, the rounding the lowered program does)
 with one change:
   outliers:NAME=N,...,*=N   outlier input channels per layer name (acre.exporter.quantize.OUTLIERS)
+  split:NAME=Q,...          the layers whose int8 input is split at its Q quantile of |x|
+                            (acre.exporter.quantize.SPLIT_QUANTILE; "split:" splits none)
   float:NAME,...            these layers with float activations on their exact grid weights (what
                             no XNNPACK kernel runs: an upper bound on what their int8 inputs cost)
 
@@ -49,16 +51,19 @@ def logits(step: StepModel, texts: list[list[int]]) -> np.ndarray:
 
 def variant(reference: StepModel, spec: str, grids: dict, calibration: torch.Tensor) -> StepModel:
     kind, _, arg = spec.partition(":")
-    saved = dict(quantize.OUTLIERS)
+    saved = dict(quantize.OUTLIERS), dict(quantize.SPLIT_QUANTILE)
+    pairs = [item.split("=") for item in arg.split(",") if item]
     if kind == "outliers":
-        quantize.OUTLIERS = {k: int(v) for k, v in (item.split("=") for item in arg.split(","))}
+        quantize.OUTLIERS = {k: int(v) for k, v in pairs}
+    elif kind == "split":
+        quantize.SPLIT_QUANTILE = {k: float(v) for k, v in pairs}
     elif kind != "float":
-        raise SystemExit(f"unknown variant {spec!r}: outliers:... or float:...")
+        raise SystemExit(f"unknown variant {spec!r}: outliers:..., split:... or float:...")
     try:
         step = copy.deepcopy(reference)
         quantize.quantize_step(step, "gguf", grids, calibration)
     finally:
-        quantize.OUTLIERS = saved
+        quantize.OUTLIERS, quantize.SPLIT_QUANTILE = saved
     if kind == "float":
         names = arg.split(",")
         for parent in list(step.modules()):

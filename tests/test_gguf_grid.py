@@ -12,6 +12,7 @@ from gguf import GGMLQuantizationType, GGUFWriter
 from gguf.quants import dequantize, quantize
 
 from acre.errors import InputError
+from acre.exporter import quantize as grid_scheme
 from acre.exporter.gguf_grid import Grid, _q4_1, _q8_0, read_grids
 from acre.exporter.quantize import GridLinear, QuantizedEmbedding, calibration_ids, quantize_step
 from acre.step import StepModel
@@ -104,6 +105,39 @@ def test_outlier_channels_run_in_float_and_the_layer_still_computes_the_source_w
     assert layer.outlier_index.tolist() == [5, 40] and layer.inlier_mask[[5, 40]].sum() == 0
     after = (layer(x) - x @ torch.from_numpy(grid.dequantize()).T).abs().max()
     assert after < 0.5 * before, (after, before)
+
+
+def test_an_input_split_at_a_clamp_computes_the_same_weights_on_a_finer_int8_grid():
+    weight = np.random.default_rng(5).standard_normal((16, 64)).astype(np.float32)
+    grid = grid_of(weight, Q4_1)
+    layer = GridLinear(grid)
+    x = torch.randn(6, 64)
+    x[torch.arange(6), torch.randint(0, 64, (6,))] *= 60.0  # a spike in a different channel per row
+    exact = x @ torch.from_numpy(grid.dequantize()).T
+    before = (layer(x) - exact).abs().max()
+    layer.split_input(3.0)
+    after = (layer(x) - exact).abs().max()
+    assert after < 0.5 * before, (after, before)
+    with pytest.raises(ValueError, match="clamp must be positive"):
+        layer.split_input(0.0)
+
+
+def test_the_gguf_scheme_splits_the_inputs_split_quantile_names(tiny_checkpoint, monkeypatch):
+    fp32 = StepModel.from_hf(tiny_checkpoint.model)
+    grids = tiny_grids(fp32)
+    ids = calibration_ids(fp32, tiny_checkpoint.tokenizer)
+    monkeypatch.setattr(grid_scheme, "SPLIT_QUANTILE", {"down_proj": 0.5})
+    median = copy.deepcopy(fp32)
+    record = quantize_step(median, "gguf", grids, ids)
+    monkeypatch.setattr(grid_scheme, "SPLIT_QUANTILE", {"down_proj": 0.99})
+    high = copy.deepcopy(fp32)
+    quantize_step(high, "gguf", grids, ids)
+    for name, layer in median.named_modules():
+        if isinstance(layer, GridLinear):
+            assert (layer.clamp is not None) == name.endswith("down_proj"), name
+            if layer.clamp is not None:  # a higher quantile of the same inputs clamps further out
+                assert 0 < layer.clamp < high.get_submodule(name).clamp
+                assert "int8 input split at |x|" in record["tensors"][f"{name}.weight"]
 
 
 def test_embedding_from_a_grid_looks_up_the_source_rows_exactly():

@@ -107,6 +107,17 @@ def outliers_for(fqn: str) -> int:
     return OUTLIERS.get(fqn.rsplit(".", 1)[-1], OUTLIERS["*"])
 
 
+# Grid layers whose int8 input is split at a clamp c, by layer name: the quantile of |input| over the
+# calibration text that sets c. W x = W clamp(x, -c, c) + W (x - clamp(x)): two passes over the same
+# int4 blocks (stored once: XNNPACK keys constants by their bytes). The clamped part gets a fine int8
+# step, the rest is sparse. benchmarks/outliers.py measured it (docs/quantization.md).
+SPLIT_QUANTILE: dict[str, float] = {"down_proj": 0.95}
+
+
+def split_quantile_for(fqn: str) -> float | None:
+    return SPLIT_QUANTILE.get(fqn.rsplit(".", 1)[-1])
+
+
 # chosen by benchmarks/quantization.py (docs/quantization.md); `gguf` where the source has grids
 DEFAULT_SCHEME = {"android": FALLBACK}
 
@@ -239,6 +250,7 @@ class GridLinear(nn.Module):
         self.outliers: nn.Linear | None = None
         self.register_buffer("outlier_index", None)
         self.register_buffer("inlier_mask", None)
+        self.clamp: float | None = None  # split_input's c: a constant of the traced graph
 
     def split_outliers(self, channels: torch.Tensor) -> None:
         """Take these input channels out of the int8-quantized activations (LLM.int8()'s idea): their
@@ -253,14 +265,26 @@ class GridLinear(nn.Module):
         mask[channels] = 0.0
         self.outlier_index, self.inlier_mask = channels, mask
 
+    def split_input(self, clamp: float) -> None:
+        """Run the int4 part twice, on clamp(x, -c, c) and on what lies beyond: exact in float (the two
+        parts sum to x), and each part's int8 grid is finer than one grid over x's whole range."""
+        if not clamp > 0:
+            raise ValueError(f"clamp must be positive, got {clamp}")
+        self.clamp = float(clamp)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.offset(x.unflatten(-1, (-1, BLOCK)).sum(-1))
         inliers = x
         if self.outliers is not None:
             y = y + self.outliers(x.index_select(-1, self.outlier_index))
             inliers = x * self.inlier_mask
+        parts = [inliers]
+        if self.clamp is not None:
+            low = inliers.clamp(-self.clamp, self.clamp)
+            parts = [low, inliers - low]
         for piece in self.pieces:
-            y = y + piece(inliers)
+            for part in parts:
+                y = y + piece(part)
         return y
 
 
@@ -381,15 +405,22 @@ def calibration_ids(step: StepModel, tokenizer: Any, tokens: int = 512) -> torch
 
 
 @torch.no_grad()
-def _channel_peaks(
+def _input_stats(
     step: StepModel, layers: dict[str, GridLinear], ids: torch.Tensor
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Per grid layer, over the calibration ids: each input channel's peak |x|, and for the layers
+    SPLIT_QUANTILE names, that quantile of |x| over all their input values."""
     peaks: dict[str, torch.Tensor] = {}
+    clamps: dict[str, float] = {}
 
     def hook(name: str) -> Any:
         def record(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            peak = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
+            values = args[0].detach().abs().reshape(-1, args[0].shape[-1])
+            peak = values.amax(0)
             peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
+            quantile = split_quantile_for(name)
+            if quantile is not None:  # one calibration pass: each layer sees its input once
+                clamps[name] = float(torch.quantile(values.flatten().float(), quantile))
 
         return record
 
@@ -401,7 +432,7 @@ def _channel_peaks(
     finally:
         for handle in handles:
             handle.remove()
-    return peaks
+    return peaks, clamps
 
 
 def _onto_grids(step: StepModel, grids: dict[str, Grid], calibration: torch.Tensor | None) -> dict[str, str]:
@@ -426,11 +457,18 @@ def _onto_grids(step: StepModel, grids: dict[str, Grid], calibration: torch.Tens
         kept = "6-bit codes (code / 4) on the q8_0 blocks" if step.model.embed_tokens.bits == 6 else "grid"
         done["model.embed_tokens.weight"] = f"{embedding.kind} {kept}: portable lookup"
     if calibration is not None:
-        for fqn, peak in _channel_peaks(step, layers, calibration).items():
+        peaks, clamps = _input_stats(step, layers, calibration)
+        for fqn, peak in peaks.items():
             count = min(outliers_for(fqn), len(peak))
             if count:
                 layers[fqn].split_outliers(peak.topk(count).indices)
                 done[f"{fqn}.weight"] += f", {count} outlier input channels in float32"
+        for fqn, clamp in clamps.items():
+            layers[fqn].split_input(clamp)
+            done[f"{fqn}.weight"] += (
+                f", int8 input split at |x| = {clamp:.4g} (the {split_quantile_for(fqn)} quantile on the "
+                "calibration text): two passes over the same blocks"
+            )
     return done
 
 
