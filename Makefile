@@ -17,10 +17,11 @@ demo: setup $(BUNDLE)/manifest.json
 	    --question "$(QUESTION)" --max-new-tokens 40
 
 NATIVE_SOURCES = native/include/*.h native/src/*.cpp native/src/*.hpp native/tests/*.cpp native/tests/*.hpp \
-    native/python/*.cpp native/python/*.hpp
+    native/python/*.cpp native/python/*.hpp native/jni/*.cpp native/jni/*.hpp
 lint: setup
-	$(VENV)/ruff check acre tests scripts benchmarks
+	$(VENV)/ruff check acre tests scripts benchmarks native/jni/tests
 	clang-format --dry-run --Werror $(NATIVE_SOURCES)
+	native/jni/format.sh --check
 
 # the native core's C++ tests (the Python tests reach it through acre._native, built by setup)
 native-test: setup
@@ -30,5 +31,5 @@ native-test: setup
 	PATH="$(CURDIR)/$(VENV):$$PATH" ctest --test-dir build/native --output-on-failure
 
 test: lint native-test
-	android_demo/core/test.sh
+	native/jni/test.sh
 	$(VENV)/python -m pytest -q

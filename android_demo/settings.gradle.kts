@@ -1,5 +1,6 @@
-// acre Android demo: `core` is the runtime core (plain Java, unit-tested on the JVM by core/test.sh
-// or `gradle :core:test`), `app` is the Android app that runs it on ExecuTorch.
+// acre Android demo: `app` is the Android app. The runtime is the native core (../native), bound to Java
+// by org.acre (../native/jni) and built into the app by its externalNativeBuild; its JVM tests run on the
+// desktop (native/jni/test.sh, part of `make test`).
 pluginManagement {
     repositories {
         google()
@@ -17,4 +18,4 @@ dependencyResolutionManagement {
 }
 
 rootProject.name = "acre-android-demo"
-include(":core", ":app")
+include(":app")

@@ -1,10 +1,10 @@
-"""Shared test vectors: what every port of the runtime (the JVM core of android_demo/, the Swift port
-of ios_demo/) must reproduce exactly. Written by the runtime itself (the native core through acre._native):
+"""Shared test vectors: the runtime's formats and selection rules, which the native core's tests and the
+Swift port of ios_demo/ reproduce exactly. Written by the runtime (the native core through acre._native):
 
     python -m tests.make_vectors          # rewrite tests/vectors/ after a deliberate format change
 
 tests/test_vectors.py fails when the committed vectors differ from what the runtime writes now, so
-a change to a format or a selection rule cannot land without the vectors (and so the ports' tests)
+a change to a format or a selection rule cannot land without the vectors (and so the tests that read them)
 following it; float scores a case gives a `tolerance` for are held to it (the span index's and BM25's:
 the core computes them in float64, numpy in float32 or with its own log). See tests/vectors/README.md
 for what each file holds.

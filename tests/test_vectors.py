@@ -1,7 +1,8 @@
 """The shared test vectors (tests/vectors/) are what the runtime (the native core) writes and reads today.
 
-The JVM core (android_demo/core) and the Swift port (ios_demo/) test against the committed
-vectors; these tests make sure those vectors never drift from the core."""
+The core's C++ tests and the Swift port (ios_demo/) test against the committed vectors; these tests
+make sure those vectors never drift from the core. (The JVM runs the core itself, through JNI:
+native/jni.)"""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_committed_vectors_are_what_the_runtime_writes_now(tmp_path):
         same = old == new or (rel.suffix == ".json" and _same(json.loads(old), json.loads(new)))
         assert same, (
             f"tests/vectors/{rel} changed: run `python -m tests.make_vectors`, then make the "
-            "android_demo/core and ios_demo ports follow"
+            "ios_demo port follow"
         )
 
 

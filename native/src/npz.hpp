@@ -1,6 +1,6 @@
 // numpy's .npz, the L2 store's snapshot format (pot.npz, resume.npz): a zip of .npy arrays, stored
 // (not deflated), little-endian, C order. The core writes it and reads it, and reads what np.savez
-// and the JVM port wrote before (zip64 extra fields included).
+// and the former JVM port wrote before (zip64 extra fields included).
 #pragma once
 
 #include <cstdint>
