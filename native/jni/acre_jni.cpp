@@ -187,6 +187,21 @@ extern "C" {
 
 JNIEXPORT jint JNICALL Java_org_acre_Native_abiVersion(JNIEnv *, jclass) { return acre_abi_version(); }
 
+// The chat templates the binding renders: text, prefix, suffix, text, ... (for the tests).
+JNIEXPORT jobjectArray JNICALL Java_org_acre_Native_knownTemplates(JNIEnv *env, jclass) {
+  return guarded<jobjectArray>(env, nullptr, [&]() -> jobjectArray {
+    const std::vector<std::string> texts = acre_host::known_templates();
+    jobjectArray a =
+        env->NewObjectArray(static_cast<jsize>(texts.size()), env->FindClass("java/lang/String"), nullptr);
+    for (size_t i = 0; a && i < texts.size(); ++i) {
+      jstring s = jstr(env, texts[i]);
+      env->SetObjectArrayElement(a, static_cast<jsize>(i), s);
+      env->DeleteLocalRef(s);
+    }
+    return a;
+  });
+}
+
 JNIEXPORT jlong JNICALL Java_org_acre_Native_bundleOpen(JNIEnv *env, jclass, jstring dir, jboolean verify) {
   return guarded<jlong>(env, 0, [&] {
     acre_bundle *b = nullptr;

@@ -131,6 +131,12 @@ std::pair<std::string, std::string> split_chat_template(const std::string *chat_
                   "SmolLM2's and the tests' ChatML; native/jni/host.cpp lists them");
 }
 
+std::vector<std::string> known_templates() {
+  std::vector<std::string> out;
+  for (const KnownTemplate &t : KNOWN_TEMPLATES) out.insert(out.end(), {t.text, t.prefix, t.suffix});
+  return out;
+}
+
 Prompting prompting(const acre_bundle *bundle, const acre_tokenizer *tokenizer) {
   const json manifest = manifest_of(bundle);
   const std::string dir =

@@ -30,6 +30,10 @@ void check(acre_status status);
 // any other template is refused (ACRE_ERR_TOKENIZER): the JVM has no jinja2.
 std::pair<std::string, std::string> split_chat_template(const std::string *chat_template);
 
+// The templates split_chat_template knows: (template text, prefix, suffix) each (jni/test.sh holds every one
+// to Python's rendering).
+std::vector<std::string> known_templates();
+
 struct Prompting {
   std::string prefix, suffix;
   std::vector<int32_t> template_ids;  // the prompt's template ids and the special ids, sorted, unique

@@ -21,6 +21,9 @@ final class Native {
 
   static native int abiVersion();
 
+  /** The chat templates the binding renders, as (template, prefix, suffix) triples, flat. */
+  static native String[] knownTemplates();
+
   static native long bundleOpen(String dir, boolean verifyChecksums);
 
   static native void bundleFree(long bundle);

@@ -35,7 +35,11 @@ public class SessionTest {
   }
 
   private static void assertAnswersAsPython(Session session) {
-    for (Fixture.Expected expected : Fixture.QUESTIONS) {
+    assertAnswersAsPython(session, Fixture.ASCII);
+  }
+
+  private static void assertAnswersAsPython(Session session, Fixture.Case c) {
+    for (Fixture.Expected expected : c.questions()) {
       Answer answer = session.ask(expected.question(), Decoding.greedy(Fixture.MAX_NEW_TOKENS));
       String text = answer.text();
       assertEquals(expected.question(), expected.answer(), answer.tokens());
@@ -43,14 +47,30 @@ public class SessionTest {
       assertArrayEquals(expected.question(), expected.spans(), session.lastSpans());
       List<Source> sources = session.lastSources();
       assertEquals(expected.sources().size(), sources.size());
+      String document = c.document();
       for (int i = 0; i < sources.size(); i++) {
         Source s = sources.get(i);
-        assertEquals(expected.sources().get(i)[0], s.start());
-        assertEquals(expected.sources().get(i)[1], s.end());
-        assertEquals(Fixture.DOCUMENT.substring(s.start(), s.end()), s.text());
+        // Python's offsets count code points, a Java string's UTF-16 units
+        int start = document.offsetByCodePoints(0, expected.sources().get(i)[0]);
+        int end = document.offsetByCodePoints(0, expected.sources().get(i)[1]);
+        assertEquals(start, s.start());
+        assertEquals(end, s.end());
+        assertEquals(document.substring(start, end), s.text());
       }
       // the pieces are the decoded text, less a last character still waiting for its other bytes
       assertTrue(session.decode(answer.tokens(), true).startsWith(text));
+    }
+  }
+
+  @Test
+  public void aDocumentOfNonAsciiTextGivesPythonsAnswersAndSources() {
+    Fixture.Case c = Fixture.UNICODE;
+    assertTrue(c.document().length() > c.document().codePointCount(0, c.document().length()));
+    try (Session session = new Session(bundle)) {
+      assertEquals(c.tokens(), session.ingest(c.document(), null));
+      assertEquals(c.document(), session.documentText());
+      assertFalse(c.questions().get(0).sources().isEmpty());
+      assertAnswersAsPython(session, c);
     }
   }
 
