@@ -1,4 +1,4 @@
-import AcreCore
+import AcreKit
 import SwiftUI
 import UniformTypeIdentifiers
 

@@ -1,28 +1,26 @@
-import AcreCore
+import AcreKit
 import CoreML
 import Foundation
 
-/// Runs the bundle's Core ML step program, `model.mlpackage`: a multifunction ML program with
-/// functions `prefill` (C rows) and `decode` (1 row), the step signature of docs/bundle.md. The
-/// integer inputs and the mask are int32 in Core ML (it has no int64 or bool arrays); pot_k/pot_v and
-/// k_new/v_new are the bundle's kv_dtype. Each array is filled in the data type the model declares, so
-/// float32 and float16 K/V both work; a float32 pot is handed over without a copy.
-final class CoreMLEngine: StepEngine {
+/// The bundle's Core ML step program, `model.mlpackage`, as AcreKit's StepProgram: the core calls it
+/// through `acre_step_fn` for every step (docs/coreml.md). A multifunction ML program with `prefill`
+/// (C rows, the default function) and `decode` (1 row), the step signature of docs/bundle.md. Core ML
+/// has no int64, uint8 or bool arrays: `tokens`, `positions`, `last_index` and `pot_mask` go in as the
+/// int32 the model declares. Each layer's `pot_k_i` / `pot_v_i` of the model's own dtype is handed to
+/// Core ML without a copy (a view of the core's pot, which stays at one address); of another dtype it
+/// is converted into a staging array. Outputs are copied into the core's buffers, honouring the strides
+/// Core ML gives (outputs of the Neural Engine often have padded rows).
+final class CoreMLEngine: StepProgram {
     private let prefill: MLModel
     private let decode: MLModel?
-    private let chunk: Int
-    private let geometry: Geometry
-    private var potViews: [String: MLMultiArray] = [:]  // per model function and name: views of / staging for the pot
-    private weak var viewedPot: Pot?
+    private var views: [String: (address: UnsafeMutableRawPointer, array: MLMultiArray)] = [:]
 
-    private init(prefill: MLModel, decode: MLModel?, chunk: Int, geometry: Geometry) {
+    private init(prefill: MLModel, decode: MLModel?) {
         self.prefill = prefill
         self.decode = decode
-        self.chunk = chunk
-        self.geometry = geometry
     }
 
-    /// Compile the package once (kept in `cache`, keyed by the bundle's fingerprint) and load both functions.
+    /// Compiles the package once (kept in `cache`, keyed by the bundle's fingerprint) and loads both functions.
     static func load(bundle: AcreBundle, cache: URL) async throws -> CoreMLEngine {
         let package = try bundle.programURL("coreml")
         let compiled = cache.appendingPathComponent("\(bundle.fingerprint).mlmodelc")
@@ -35,7 +33,7 @@ final class CoreMLEngine: StepEngine {
         let methods = bundle.methods("coreml")
         let prefill = try model(compiled, function: methods.isEmpty ? nil : "prefill")
         let decode = methods["decode"] == 1 ? try model(compiled, function: "decode") : nil
-        return CoreMLEngine(prefill: prefill, decode: decode, chunk: bundle.chunk, geometry: bundle.geometry)
+        return CoreMLEngine(prefill: prefill, decode: decode)
     }
 
     private static func model(_ url: URL, function: String?) throws -> MLModel {
@@ -45,120 +43,159 @@ final class CoreMLEngine: StepEngine {
         return try MLModel(contentsOf: url, configuration: configuration)
     }
 
-    func rows(for count: Int) -> Int {
-        count == 1 && decode != nil ? 1 : chunk
-    }
-
-    func step(tokens: [Int32], positions: [Int32], pot: Pot, lastIndex: Int) throws -> StepOutput {
-        let single = tokens.count == 1 && decode != nil
-        let model = single ? decode! : prefill
-        let function = single ? "decode" : "prefill"
-        if viewedPot !== pot {
-            potViews = [:]
-            viewedPot = pot
+    func step(rows: Int, inputs: [StepTensor], outputs: [StepTensor]) throws {
+        let function = rows == 1 ? "decode" : "prefill"
+        guard let model = rows == 1 ? decode : prefill else {
+            throw DemoError("the Core ML program has no decode function (programs.coreml.methods)")
         }
-        let inputs = model.modelDescription.inputDescriptionsByName
-        let p = pot.capacity
+        let declared = model.modelDescription.inputDescriptionsByName
         var features: [String: Any] = [:]
-        features["tokens"] = try MultiArrays.make(inputs["tokens"], shape: [tokens.count]) { Float(tokens[$0]) }
-        features["positions"] = try MultiArrays.make(inputs["positions"], shape: [positions.count]) {
-            Float(positions[$0])
-        }
-        features["pot_positions"] = try MultiArrays.make(inputs["pot_positions"], shape: [p]) {
-            Float(pot.positions[$0])
-        }
-        features["pot_mask"] = try MultiArrays.make(inputs["pot_mask"], shape: [p]) { pot.mask[$0] ? 1 : 0 }
-        features["last_index"] = try MultiArrays.make(inputs["last_index"], shape: [1]) { _ in Float(lastIndex) }
-        let shape = [geometry.layers, geometry.kvHeads, p, geometry.headDim]
-        for (name, buffer) in [("pot_k", pot.k), ("pot_v", pot.v)] {
-            features[name] = try potArray(name, function: function, buffer: buffer, shape: shape, input: inputs[name])
+        for tensor in inputs {
+            let dataType = declared[tensor.name]?.multiArrayConstraint?.dataType ?? .float32
+            features[tensor.name] = try input(tensor, dataType: dataType, key: "\(function)/\(tensor.name)")
         }
         let result = try model.prediction(from: MLDictionaryFeatureProvider(dictionary: features))
-        func output(_ name: String) throws -> [Float] {
-            guard let array = result.featureValue(for: name)?.multiArrayValue else {
-                throw EngineError("Core ML step program: no output \(name)")
+        for tensor in outputs {
+            guard let array = result.featureValue(for: tensor.name)?.multiArrayValue else {
+                throw DemoError("the Core ML step program gave no output \(tensor.name)")
             }
-            return MultiArrays.read(array)
+            try MultiArrays.copy(array, into: tensor)
         }
-        return StepOutput(
-            logits: try output("logits"), kNew: try output("k_new"), vNew: try output("v_new"),
-            potAttention: try output("pot_attention"), qProbe: try output("q_probe"), rows: tokens.count)
     }
 
-    /// pot_k / pot_v: a no-copy view of the pot when the model takes float32, else a staging array
-    /// (made once) refilled in the model's type on every call.
-    private func potArray(
-        _ name: String, function: String, buffer: UnsafeMutableBufferPointer<Float>, shape: [Int],
-        input: MLFeatureDescription?
-    ) throws -> MLMultiArray {
-        let key = "\(function)/\(name)"
-        let dataType = input?.multiArrayConstraint?.dataType ?? .float32
-        if let view = potViews[key] {
-            if dataType != .float32 { MultiArrays.fill(view) { buffer[$0] } }
-            return view
+    /// A view of the core's memory where the types agree and it stays put (the pot), else a converted copy.
+    private func input(_ tensor: StepTensor, dataType: MLMultiArrayDataType, key: String) throws -> MLMultiArray {
+        let pot = tensor.name.hasPrefix("pot_k") || tensor.name.hasPrefix("pot_v")
+        guard pot, MultiArrays.dataType(of: tensor.dtype) == dataType, let base = tensor.buffer.baseAddress else {
+            return try MultiArrays.make(tensor, dataType: dataType)
         }
-        let array: MLMultiArray
-        if dataType == .float32, let base = buffer.baseAddress {
-            var strides = [Int](repeating: 1, count: shape.count)
-            for axis in stride(from: shape.count - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * shape[axis + 1] }
-            array = try MLMultiArray(
-                dataPointer: UnsafeMutableRawPointer(base), shape: shape.map { NSNumber(value: $0) }, dataType: .float32,
-                strides: strides.map { NSNumber(value: $0) }, deallocator: nil)
-        } else {
-            array = try MultiArrays.make(input, shape: shape) { buffer[$0] }
-        }
-        potViews[key] = array
+        if let view = views[key], view.address == base { return view.array }
+        let array = try MLMultiArray(
+            dataPointer: base, shape: tensor.shape.map { NSNumber(value: $0) }, dataType: dataType,
+            strides: MultiArrays.rowMajorStrides(tensor.shape).map { NSNumber(value: $0) }, deallocator: nil)
+        views[key] = (base, array)
         return array
     }
 }
 
-/// MLMultiArray in and out, honouring the data type and the strides Core ML gives (outputs computed
-/// on the Neural Engine often have padded rows).
+/// StepTensor <-> MLMultiArray.
 enum MultiArrays {
-    /// An array of `shape` in the input's declared data type (float32 if it declares none), filled with
-    /// value(i) for each row-major index i.
-    static func make(_ input: MLFeatureDescription?, shape: [Int], value: (Int) -> Float) throws -> MLMultiArray {
-        let dataType = input?.multiArrayConstraint?.dataType ?? .float32
-        let array = try MLMultiArray(shape: shape.map { NSNumber(value: $0) }, dataType: dataType)
-        fill(array, value)
+    static func dataType(of dtype: DType) -> MLMultiArrayDataType? {
+        switch dtype {
+        case .float32: return .float32
+        case .float16: return .float16
+        case .int32: return .int32
+        default: return nil
+        }
+    }
+
+    static func rowMajorStrides(_ shape: [Int]) -> [Int] {
+        var strides = [Int](repeating: 1, count: shape.count)
+        for axis in stride(from: shape.count - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * shape[axis + 1] }
+        return strides
+    }
+
+    /// A new array of `dataType` holding the tensor's values (integers exactly, as int32).
+    static func make(_ tensor: StepTensor, dataType: MLMultiArrayDataType) throws -> MLMultiArray {
+        let array = try MLMultiArray(shape: tensor.shape.map { NSNumber(value: $0) }, dataType: dataType)
+        let source = tensor.buffer
+        var failure: Error?
+        array.withUnsafeMutableBytes { raw, strides in
+            guard let base = raw.baseAddress else { return }
+            forEachOffset(shape: tensor.shape, strides: strides) { i, offset in
+                do {
+                    switch dataType {
+                    case .int32: base.assumingMemoryBound(to: Int32.self)[offset] = try integer(source, tensor.dtype, i)
+                    case .double: base.assumingMemoryBound(to: Double.self)[offset] = Double(try real(source, tensor.dtype, i))
+                    case .float16: try storeHalf(base, offset, try real(source, tensor.dtype, i))
+                    default: base.assumingMemoryBound(to: Float.self)[offset] = try real(source, tensor.dtype, i)
+                    }
+                } catch {
+                    failure = failure ?? error
+                }
+            }
+        }
+        if let failure { throw failure }
         return array
     }
 
-    static func fill(_ array: MLMultiArray, _ value: (Int) -> Float) {
+    /// The array's values into the tensor's buffer (row-major, the tensor's dtype).
+    static func copy(_ array: MLMultiArray, into tensor: StepTensor) throws {
         let shape = array.shape.map { $0.intValue }
+        let strides = array.strides.map { $0.intValue }
+        let count = shape.reduce(1, *)
+        guard count == tensor.shape.reduce(1, *) else {
+            throw DemoError("Core ML output \(tensor.name) has shape \(shape), the manifest says \(tensor.shape)")
+        }
+        let out = tensor.buffer
+        if array.dataType == .float32, tensor.dtype == .float32, strides == rowMajorStrides(shape) {
+            array.withUnsafeBytes { raw in
+                if let source = raw.baseAddress, let target = out.baseAddress { target.copyMemory(from: source, byteCount: 4 * count) }
+            }
+            return
+        }
+        var failure: Error?
         let dataType = array.dataType
-        array.withUnsafeMutableBytes { raw, strides in
+        array.withUnsafeBytes { raw in
             guard let base = raw.baseAddress else { return }
-            forEachOffset(shape: shape, strides: strides) { index, offset in
-                let x = value(index)
-                switch dataType {
-                case .int32: base.assumingMemoryBound(to: Int32.self)[offset] = Int32(x)
-                case .float16: base.assumingMemoryBound(to: UInt16.self)[offset] = Half.fromFloat(x)
-                case .double: base.assumingMemoryBound(to: Double.self)[offset] = Double(x)
-                default: base.assumingMemoryBound(to: Float.self)[offset] = x
+            forEachOffset(shape: shape, strides: strides) { i, offset in
+                do {
+                    let x: Float
+                    switch dataType {
+                    case .int32: x = Float(base.assumingMemoryBound(to: Int32.self)[offset])
+                    case .double: x = Float(base.assumingMemoryBound(to: Double.self)[offset])
+                    case .float16: x = try loadHalf(base, offset)
+                    default: x = base.assumingMemoryBound(to: Float.self)[offset]
+                    }
+                    switch tensor.dtype {
+                    case .float32: out.storeBytes(of: x, toByteOffset: 4 * i, as: Float.self)
+                    case .float16: try storeHalf(out.baseAddress!, i, x)
+                    default: throw DemoError("Core ML output \(tensor.name): the core wants \(tensor.dtype.rawValue)")
+                    }
+                } catch {
+                    failure = failure ?? error
                 }
             }
+        }
+        if let failure { throw failure }
+    }
+
+    private static func integer(_ b: UnsafeMutableRawBufferPointer, _ dtype: DType, _ i: Int) throws -> Int32 {
+        switch dtype {
+        case .int64: return Int32(truncatingIfNeeded: b.load(fromByteOffset: 8 * i, as: Int64.self))
+        case .int32: return b.load(fromByteOffset: 4 * i, as: Int32.self)
+        case .uint8, .bool: return Int32(b[i])
+        case .int8: return Int32(Int8(bitPattern: b[i]))
+        default: return Int32(try real(b, dtype, i))
         }
     }
 
-    /// The values in row-major order, as float32.
-    static func read(_ array: MLMultiArray) -> [Float] {
-        let shape = array.shape.map { $0.intValue }
-        let strides = array.strides.map { $0.intValue }
-        let dataType = array.dataType
-        var out = [Float](repeating: 0, count: shape.reduce(1, *))
-        array.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            forEachOffset(shape: shape, strides: strides) { index, offset in
-                switch dataType {
-                case .int32: out[index] = Float(base.assumingMemoryBound(to: Int32.self)[offset])
-                case .float16: out[index] = Half.toFloat(base.assumingMemoryBound(to: UInt16.self)[offset])
-                case .double: out[index] = Float(base.assumingMemoryBound(to: Double.self)[offset])
-                default: out[index] = base.assumingMemoryBound(to: Float.self)[offset]
-                }
-            }
+    private static func real(_ b: UnsafeMutableRawBufferPointer, _ dtype: DType, _ i: Int) throws -> Float {
+        switch dtype {
+        case .float32: return b.load(fromByteOffset: 4 * i, as: Float.self)
+        case .float16: return try loadHalf(b.baseAddress!, i)
+        case .int64: return Float(b.load(fromByteOffset: 8 * i, as: Int64.self))
+        case .int32: return Float(b.load(fromByteOffset: 4 * i, as: Int32.self))
+        case .uint8, .bool: return Float(b[i])
+        case .int8: return Float(Int8(bitPattern: b[i]))
         }
-        return out
+    }
+
+    // Swift's Float16 exists on arm64 only (every iPhone and iPad, and the Simulator on Apple silicon).
+    private static func loadHalf(_ base: UnsafeRawPointer, _ index: Int) throws -> Float {
+        #if arch(arm64)
+            return Float(base.load(fromByteOffset: 2 * index, as: Float16.self))
+        #else
+            throw DemoError("float16 tensors need an arm64 device or Simulator")
+        #endif
+    }
+
+    private static func storeHalf(_ base: UnsafeMutableRawPointer, _ index: Int, _ x: Float) throws {
+        #if arch(arm64)
+            base.storeBytes(of: Float16(x), toByteOffset: 2 * index, as: Float16.self)
+        #else
+            throw DemoError("float16 tensors need an arm64 device or Simulator")
+        #endif
     }
 
     /// Calls body(row-major index, storage offset in elements) for every element.

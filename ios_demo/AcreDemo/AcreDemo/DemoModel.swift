@@ -1,4 +1,5 @@
-import AcreCore
+import AcreKit
+import CryptoKit
 import Foundation
 
 /// The app's state and its one flow: open a bundle, ingest a document (L2 in Application Support),
@@ -16,7 +17,7 @@ final class DemoModel: ObservableObject {
     @Published var ingesting = false
     @Published var answer = ""
     @Published var answering = false
-    @Published var profile: MemoryProfile?
+    @Published var profile: Profile?
     @Published var footprint: UInt64 = 0
     @Published var chosenSpans: [Int] = []
     @Published var error: String?
@@ -78,16 +79,18 @@ final class DemoModel: ObservableObject {
         status = "Checking \(url.lastPathComponent) (sha256 of every file)…"
         Task {
             do {
-                let bundle = try AcreBundle.open(url)
-                self.onMain { self.status = "Loading the tokenizer…" }
-                let tokenizer = try await HFTokenizer.load(bundle.tokenizerURL)
+                let bundle = try AcreBundle(url)
+                self.onMain { self.status = "Reading the chat template…" }
+                let template = try await ChatTemplateSplit.load(bundle.tokenizerDirectory)
                 self.onMain { self.status = "Compiling the Core ML program (first time only)…" }
-                let engine = try await CoreMLEngine.load(
+                let program = try await CoreMLEngine.load(
                     bundle: bundle, cache: DemoModel.support.appendingPathComponent("CompiledModels"))
-                let session = try Session(bundle: bundle, engine: engine, tokenizer: tokenizer)
+                // the core steps the Core ML program through its callback engine (acre_step_fn)
+                let engine = try Engine.callback(bundle, program: program)
+                let session = try Session(bundle: bundle, engine: engine, template: template)
                 self.work.async {
                     self.session = session
-                    let slots = session.pot.capacity
+                    let slots = session.profile.potSlots
                     self.onMain {
                         self.ready = true
                         self.busy = false
@@ -114,11 +117,12 @@ final class DemoModel: ObservableObject {
         work.async {
             do {
                 let text = try DocumentText.read(picked)
-                let key = Digests.sha256Hex(Data(text.utf8)).prefix(24)
+                let key = SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined().prefix(24)
                 let store = DemoModel.support.appendingPathComponent("L2").appendingPathComponent(String(key))
                 let tokens = try session.ingest(text, store: store) { done, total in
                     let fraction = Double(done) / Double(Swift.max(total, 1))
                     self.onMain { self.progress = fraction }
+                    return true
                 }
                 let reopened = session.reopened
                 self.onMain {
@@ -143,7 +147,7 @@ final class DemoModel: ObservableObject {
         stopRequested = false
         work.async {
             do {
-                try session.ask(question, maxNewTokens: 256) { piece in
+                try session.ask(question, decoding: Decoding(maxNewTokens: 256)) { piece in
                     self.onMain { self.answer += piece }
                     return !self.stopRequested
                 }
