@@ -7,6 +7,8 @@
 #include <random>
 #include <vector>
 
+#include "pairwise_sum.hpp"
+
 namespace acre {
 
 namespace {
@@ -34,28 +36,6 @@ uint32_t hashmix(uint32_t value, uint32_t &hash) {
 uint32_t mix(uint32_t x, uint32_t y) {
   uint32_t r = MIX_MULT_L * x - MIX_MULT_R * y;
   return r ^ (r >> 16);
-}
-
-// numpy's float64 sum of a contiguous array: pairwise, 8 accumulators per block of at most 128.
-double pairwise_sum(const double *a, size_t n) {
-  if (n < 8) {
-    double sum = 0.0;
-    for (size_t i = 0; i < n; ++i) sum += a[i];
-    return sum;
-  }
-  if (n <= 128) {
-    double r[8];
-    std::copy_n(a, 8, r);
-    size_t i = 8;
-    for (; i < n - n % 8; i += 8)
-      for (size_t j = 0; j < 8; ++j) r[j] += a[i + j];
-    double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) sum += a[i];
-    return sum;
-  }
-  size_t half = n / 2;
-  half -= half % 8;
-  return pairwise_sum(a, half) + pairwise_sum(a + half, n - half);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <numeric>
 
 #include "half.hpp"
+#include "pairwise_sum.hpp"
 #include "span_index.hpp"
 
 namespace acre {
@@ -82,29 +83,6 @@ std::vector<acre_array> views(const std::vector<NamedArray> &arrays) {
   std::vector<acre_array> out;
   for (const NamedArray &a : arrays) out.push_back(array(a.name.c_str(), a.dtype, a.dims, a.data.data()));
   return out;
-}
-
-// numpy's float32 sum of a contiguous row (pairwise, 8 accumulators per block of at most 128), so that
-// CCD's key norms are numpy's bits.
-float pairwise_sum(const float *a, size_t n) {
-  if (n < 8) {
-    float sum = 0.0f;
-    for (size_t i = 0; i < n; ++i) sum += a[i];
-    return sum;
-  }
-  if (n <= 128) {
-    float r[8];
-    std::copy_n(a, 8, r);
-    size_t i = 8;
-    for (; i < n - n % 8; i += 8)
-      for (size_t j = 0; j < 8; ++j) r[j] += a[i + j];
-    float sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) sum += a[i];
-    return sum;
-  }
-  size_t half = n / 2;
-  half -= half % 8;
-  return pairwise_sum(a, half) + pairwise_sum(a + half, n - half);
 }
 
 }  // namespace
