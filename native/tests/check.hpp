@@ -1,9 +1,13 @@
-// What the span selection tests share: CHECK (counts failures and goes on), the core's last error,
-// the shared vectors (tests/vectors/selection.json) and acre_arrays over test data.
+// What the core's C++ tests share: CHECK (counts failures and goes on), the core's last error, scratch
+// directories and file reads, the shared vectors (tests/vectors/selection.json) and acre_arrays over
+// test data.
 #pragma once
+
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -29,6 +33,26 @@ inline bool refused(acre_status status, acre_status want, const char *words) {
   const bool ok = status == want && std::strstr(acre_last_error(), words) != nullptr;
   if (!ok) std::fprintf(stderr, "  got status %d: %s\n", int(status), acre_last_error());
   return ok;
+}
+
+inline bool error_mentions(const char *words) { return std::strstr(acre_last_error(), words) != nullptr; }
+
+// This process's scratch directories for one test program: <tmp>/<suite>_<pid>.
+inline std::filesystem::path scratch_root(const std::string &suite) {
+  return std::filesystem::temp_directory_path() / (suite + "_" + std::to_string(::getpid()));
+}
+
+// A scratch path under scratch_root, removed first; its parent exists.
+inline std::filesystem::path scratch(const std::string &suite, const std::string &name) {
+  std::filesystem::path dir = scratch_root(suite) / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir.parent_path());
+  return dir;
+}
+
+inline std::string read_file(const std::filesystem::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 inline nlohmann::json selection_vectors() {

@@ -14,37 +14,19 @@
 #include <nlohmann/json.hpp>
 
 #include "acre.h"
+#include "check.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-int failures = 0;
+using test::error_mentions;
+using test::read_file;
 
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                   \
-    }                                                                               \
-  } while (0)
-
-bool error_mentions(const char *words) { return std::strstr(acre_last_error(), words) != nullptr; }
-
-fs::path scratch(const std::string &name) {
-  fs::path dir = fs::temp_directory_path() / ("acre_core_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir;
-}
+fs::path scratch(const std::string &name) { return test::scratch("acre_core_test", name); }
 
 void write(const fs::path &path, const std::string &text) { std::ofstream(path, std::ios::binary) << text; }
-
-std::string read(const fs::path &path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // ---- bundle
 
@@ -55,7 +37,7 @@ fs::path vector_bundle(const std::string &name) {
 }
 
 void edit_manifest(const fs::path &dir, const std::function<void(json &)> &edit) {
-  json m = json::parse(read(dir / "manifest.json"));
+  json m = json::parse(read_file(dir / "manifest.json"));
   edit(m);
   write(dir / "manifest.json", m.dump(2));
 }
@@ -94,7 +76,7 @@ void test_bad_bundles_are_refused_naming_the_file() {
   CHECK(open(dir) == ACRE_ERR_BUNDLE && error_mentions("program.bin: missing"));
 
   dir = vector_bundle("checksum");
-  std::string data = read(dir / "program.bin");
+  std::string data = read_file(dir / "program.bin");
   data[data.size() / 3] ^= 1;
   write(dir / "program.bin", data);
   CHECK(open(dir) == ACRE_ERR_BUNDLE && error_mentions("program.bin: sha256 checksum mismatch"));
@@ -385,11 +367,6 @@ int main() {
   test_a_tokenizer_the_core_cannot_run_is_refused();
   test_a_callback_engine_runs_in_manifest_order_with_manifest_shapes();
   test_the_executorch_engine_refuses_a_program_that_is_not_one();
-  fs::remove_all(fs::temp_directory_path() / ("acre_core_test_" + std::to_string(::getpid())));
-  if (failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("acre_core_test: all checks passed\n");
-  return 0;
+  fs::remove_all(test::scratch_root("acre_core_test"));
+  return test::finish("acre_core_test");
 }

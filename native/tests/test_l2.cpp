@@ -13,34 +13,16 @@
 #include <vector>
 
 #include "acre.h"
+#include "check.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-int failures = 0;
+using test::error_mentions;
+using test::read_file;
 
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                   \
-    }                                                                               \
-  } while (0)
-
-bool error_mentions(const char *words) { return std::strstr(acre_last_error(), words) != nullptr; }
-
-fs::path scratch(const std::string &name) {
-  fs::path dir = fs::temp_directory_path() / ("acre_l2_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir;
-}
-
-std::string read(const fs::path &path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+fs::path scratch(const std::string &name) { return test::scratch("acre_l2_test", name); }
 
 void write(const fs::path &path, const std::string &data) { std::ofstream(path, std::ios::binary) << data; }
 
@@ -172,7 +154,7 @@ void test_a_torn_or_corrupt_last_record_is_discarded_and_a_corrupt_span_never_se
   size_t rb = 0;
   CHECK(acre_store_record_bytes(&m, &rb) == ACRE_OK && acre_store_disk_bytes(store) == 3 * rb);
   acre_store_free(store);
-  const std::string data = read(dir / "spans.bin");
+  const std::string data = read_file(dir / "spans.bin");
   for (size_t cut = 2 * rb; cut < 3 * rb; cut += 7) {
     write(dir / "spans.bin", data.substr(0, cut));
     store = open(dir, 1);
@@ -215,7 +197,7 @@ void test_stores_that_cannot_be_served_are_refused_naming_the_file() {
   const fs::path dir = scratch("refusals");
   acre_store_free(create(dir));
   CHECK(!open(dir, 0, "model-b") && error_mentions("another model or bundle"));
-  const std::string header = read(dir / "store.json");
+  const std::string header = read_file(dir / "store.json");
   std::string other = header;
   other.replace(other.find("\"version\": 1"), 12, "\"version\": 7");
   write(dir / "store.json", other);
@@ -256,7 +238,7 @@ void test_snapshots_round_trip_and_damage_is_refused() {
   CHECK(acre_snapshot_array(saved, 0, &got) == ACRE_OK && std::string(got.info.name) == "k");
   CHECK(got.info.rank == 2 && got.info.dims[1] == 3 && std::memcmp(got.data, k.data(), 24) == 0);
   acre_snapshot_free(saved);
-  const std::string resume = read(dir / "resume.npz");
+  const std::string resume = read_file(dir / "resume.npz");
   write(dir / "resume.npz", resume.substr(0, resume.size() / 2));
   CHECK(acre_store_load_checkpoint(store, &saved) == ACRE_OK && !saved);  // unusable: start again
 
@@ -274,7 +256,7 @@ void test_snapshots_round_trip_and_damage_is_refused() {
   CHECK(acre_snapshot_array(saved, 1, &got) == ACRE_OK && got.info.dtype == ACRE_DTYPE_INT8);
   CHECK(std::memcmp(got.data, kind.data(), 3) == 0);
   acre_snapshot_free(saved);
-  std::string pot = read(dir / "pot.npz");
+  std::string pot = read_file(dir / "pot.npz");
   pot[pot.size() / 2] ^= 0x20;
   write(dir / "pot.npz", pot);
   CHECK(acre_store_load_pot(store, &saved) == ACRE_ERR_STORE &&
@@ -319,11 +301,6 @@ int main() {
   test_stores_that_cannot_be_served_are_refused_naming_the_file();
   test_snapshots_round_trip_and_damage_is_refused();
   test_bad_input_is_refused_clearly();
-  fs::remove_all(fs::temp_directory_path() / ("acre_l2_test_" + std::to_string(::getpid())));
-  if (failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("acre_l2_test: all checks passed\n");
-  return 0;
+  fs::remove_all(test::scratch_root("acre_l2_test"));
+  return test::finish("acre_l2_test");
 }

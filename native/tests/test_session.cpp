@@ -22,17 +22,9 @@ using test::refused;
 
 namespace {
 
-fs::path scratch(const std::string &name) {
-  fs::path dir = fs::temp_directory_path() / ("acre_session_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir;
-}
+fs::path scratch(const std::string &name) { return test::scratch("acre_session_test", name); }
 
-std::string read(const fs::path &path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using test::read_file;
 
 // The vector bundle with the step's signature and a byte-level BPE of the 256 bytes (no merges).
 fs::path session_bundle() {
@@ -55,7 +47,7 @@ fs::path session_bundle() {
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
   const std::string text = tokenizer.dump();
   std::ofstream(dir / "tokenizer" / "tokenizer.json", std::ios::binary) << text;
-  json m = json::parse(read(dir / "manifest.json"));
+  json m = json::parse(read_file(dir / "manifest.json"));
   m["step"]["inputs"] = {"tokens",  "positions", "pot_mask", "last_index",
                          "pot_k_0", "pot_k_1",   "pot_v_0",  "pot_v_1"};
   m["step"]["outputs"] = {"logits", "k_new", "v_new", "pot_attention", "q_probe"};
@@ -259,8 +251,8 @@ void test_an_interrupted_ingest_resumes_and_ends_identical() {
   CHECK(resumed.ingest(ids, &doc) == ACRE_OK);
   const int64_t from = acre_session_resumed_from(resumed.session);
   CHECK(from >= 39 * 12 - 64 && from < 900 && resumed.fake.calls < 900 / 12);  // not from the start
-  CHECK(read(doc / "spans.bin") == read(ref / "spans.bin") && resumed.pot_bytes() == pot);
-  CHECK(read(doc / "pot.npz") == read(ref / "pot.npz"));
+  CHECK(read_file(doc / "spans.bin") == read_file(ref / "spans.bin") && resumed.pot_bytes() == pot);
+  CHECK(read_file(doc / "pot.npz") == read_file(ref / "pot.npz"));
 }
 
 void test_a_store_of_another_document_is_refused_unless_replaced() {
@@ -421,6 +413,6 @@ int main() {
   test_a_question_refills_spans_and_decodes_the_same_answer_again();
   test_a_question_is_refused_without_a_document_or_room();
   test_the_rng_is_numpys_default_rng_and_top_p_keeps_the_nucleus();
-  fs::remove_all(fs::temp_directory_path() / ("acre_session_test_" + std::to_string(::getpid())));
+  fs::remove_all(test::scratch_root("acre_session_test"));
   return test::finish("acre_session_test");
 }
