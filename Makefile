@@ -17,13 +17,15 @@ demo: setup $(BUNDLE)/manifest.json
 	    --question "$(QUESTION)" --max-new-tokens 40
 
 NATIVE_SOURCES = native/include/*.h native/src/*.cpp native/src/*.hpp native/tests/*.cpp native/tests/*.hpp \
-    native/python/*.cpp native/python/*.hpp native/jni/*.cpp native/jni/*.hpp
+    native/python/*.cpp native/python/*.hpp native/jni/*.cpp native/host/*.cpp native/host/*.hpp native/cli/*.cpp
 lint: setup
 	$(VENV)/ruff check acre tests scripts benchmarks native/jni/tests
 	clang-format --dry-run --Werror $(NATIVE_SOURCES)
 	native/jni/format.sh --check
 
-# the native core's C++ tests (the Python tests reach it through acre._native, built by setup)
+# the native core's C++ tests (the Python tests reach it through acre._native, built by setup), and the
+# C++ runner build/native/acre-cli, which tests/test_native_cli.py runs from ACRE_CLI (missing: it fails)
+export ACRE_CLI ?= $(CURDIR)/build/native/acre-cli
 native-test: setup
 	PATH="$(CURDIR)/$(VENV):$$PATH" cmake -S native -B build/native -G Ninja \
 	    -DPython_EXECUTABLE="$(CURDIR)/$(VENV)/python" -DACRE_BUILD_TESTS=ON -DACRE_BUILD_PYTHON=OFF >/dev/null

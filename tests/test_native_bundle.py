@@ -3,6 +3,7 @@ the file, never a crash."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -33,6 +34,19 @@ def test_the_core_reads_the_geometry_python_reads(tiny_bundle):
     assert (g["chunk"], g["pot"], g["kv_dtype"]) == (python.chunk, python.pot, python.kv_dtype)
     assert core.program_path("executorch") == str(python.program_path("executorch"))
     assert json.loads(core.manifest_json) == python.manifest
+
+
+def test_the_fingerprint_is_the_one_stores_were_written_with(tiny_bundle):
+    # what the Python host computed before the core did (kept here as the reference): a store ingested
+    # then names it in its meta, and opens only under a bundle with the same fingerprint
+    m = Bundle.open(tiny_bundle).manifest
+    programs = {
+        name: info["sha256"] for name, info in sorted(m["files"].items()) if not name.startswith("tokenizer/")
+    }
+    blob = json.dumps(
+        {"geometry": m["model"]["geometry"], "step": m["step"], "programs": programs}, sort_keys=True
+    )
+    assert NativeBundle(str(tiny_bundle)).fingerprint == hashlib.sha256(blob.encode()).hexdigest()
 
 
 def test_the_core_opens_the_bundles_tokenizer(tiny_bundle):

@@ -17,14 +17,13 @@ Ingest, reopen and resume run in the native core (native/src/session.cpp, acre_s
 native/include/acre.h): the chunked prefill, the sinks and the recent window, L1's distillation, the
 L2 spans, checkpoints; and each question: prefill, span selection, refill, decode and sampling. The
 engine steps through it: the ExecuTorch engine directly, any other (the eager torch module, ONNX
-Runtime, a test's wrapper) as the core's step callback. Here: the chat template (jinja2), the
-dialogue's turns, text pieces of the answer, and sources.
+Runtime, a test's wrapper) as the core's step callback, and the bundle fingerprint a store is held to
+is the core's. Here: the chat template (jinja2), the dialogue's turns, text pieces of the answer, and
+sources.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from acre import _native
-from acre.bundle import TOKENIZER_DIR, Bundle
+from acre.bundle import Bundle
 from acre.errors import InputError
 from acre.runtime.dialogue import Dialogue
 from acre.runtime.engines import Engine, ExecuTorchEngine, StepInputs, StepOutputs, open_engine
@@ -60,20 +59,6 @@ def split_chat_template(tokenizer: BundleTokenizer) -> tuple[str, str]:
     )
     prefix, _, suffix = rendered.partition(_MARKER)
     return prefix, suffix
-
-
-def bundle_fingerprint(bundle: Bundle) -> str:
-    """Identifies the model and programs that produced an L2 store's activations."""
-    m = bundle.manifest
-    programs = {
-        name: info["sha256"]
-        for name, info in sorted(m["files"].items())
-        if not name.startswith(TOKENIZER_DIR + "/")
-    }
-    blob = json.dumps(
-        {"geometry": m["model"]["geometry"], "step": m["step"], "programs": programs}, sort_keys=True
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @dataclass
@@ -167,6 +152,7 @@ class Session:
         self._output_names = [n["name"] if isinstance(n, dict) else n for n in step["outputs"]]
         # Bundle.open verified the checksums already; the core checks structure and sizes again
         core_bundle = _native.Bundle(str(self.bundle.root), verify_checksums=False)
+        self.fingerprint = core_bundle.fingerprint  # the model and programs; a store serves only its own
         self._core = _native.Session(
             core_bundle,
             self.pot.core,
@@ -175,7 +161,7 @@ class Session:
             reps,
             codec,
             checkpoint_tokens,
-            bundle_fingerprint(self.bundle),
+            self.fingerprint,
             getattr(self.tokenizer, "_native", None),
         )
         # L2 keeps K/V only when the refill reads them back; re-encoding needs the ids alone

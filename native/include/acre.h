@@ -28,8 +28,8 @@ extern "C" {
 #endif
 
 #define ACRE_ABI_VERSION                                                                                   \
-  5 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection; 4: the pot; 5: policies, the \
-       session's ingest, reopen and resume */
+  6 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection; 4: the pot; 5: policies, the \
+       session's ingest, reopen and resume; 6: the bundle fingerprint */
 
 /* ---- status and errors ------------------------------------------------------------------- */
 
@@ -124,6 +124,10 @@ void acre_bundle_free(acre_bundle *bundle);
 /* The bundle directory as given, and manifest.json's text (both owned by the bundle). */
 const char *acre_bundle_root(const acre_bundle *bundle);
 const char *acre_bundle_manifest_json(const acre_bundle *bundle);
+/* What identifies the model and programs the bundle runs, for an L2 store's meta (a session's config
+ * fingerprint): the sha256 hex of json.dumps({geometry, step, programs: each non-tokenizer file's
+ * sha256}, sort_keys=True) of the manifest, as Python's json module writes it (owned by the bundle). */
+const char *acre_bundle_fingerprint(const acre_bundle *bundle);
 acre_status acre_bundle_geometry(const acre_bundle *bundle, acre_geometry *out);
 /* Path of the program file for an engine ("executorch", "onnx", "coreml"); owned by the bundle. */
 acre_status acre_bundle_program_path(const acre_bundle *bundle, const char *engine, const char **path);

@@ -6,7 +6,6 @@
 
 #include <cstring>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -18,27 +17,9 @@ namespace {
 using acre_host::check;
 using acre_host::Error;
 
-// A session with everything it borrows from the core: its tokenizer, pot, policy and ExecuTorch engine
-// (the bundle is the Java Bundle's, kept alive by the Java Session), and the host's prompting.
-struct Session {
-  const acre_bundle *bundle = nullptr;
-  acre_tokenizer *tokenizer = nullptr;
-  acre_pot *pot = nullptr;
-  acre_policy *policy = nullptr;
-  acre_engine *engine = nullptr;
-  acre_session *session = nullptr;
-  acre_host::Prompting prompting;
-  std::string fingerprint;
-  int32_t vocab = 0;
-
-  ~Session() {
-    acre_session_free(session);  // first: it borrows the rest
-    acre_engine_free(engine);
-    acre_policy_free(policy);
-    acre_pot_free(pot);
-    acre_tokenizer_free(tokenizer);
-  }
-};
+// A session with everything it borrows from the core (the bundle is the Java Bundle's, kept alive by the
+// Java Session) and the host's prompting: native/host/host.hpp.
+using Session = acre_host::Session;
 
 const char *exception_class(acre_status status) {
   switch (status) {
@@ -222,26 +203,8 @@ JNIEXPORT jstring JNICALL Java_org_acre_Native_bundleManifest(JNIEnv *env, jclas
 JNIEXPORT jlong JNICALL Java_org_acre_Native_sessionNew(JNIEnv *env, jclass, jlong bundle_handle,
                                                         jstring policy, jstring switches_json) {
   return guarded<jlong>(env, 0, [&] {
-    auto s = std::make_unique<Session>();
-    s->bundle = bundle_of(bundle_handle);
-    acre_geometry g{};
-    check(acre_bundle_geometry(s->bundle, &g));
-    s->vocab = g.vocab;
-    check(acre_bundle_tokenizer(s->bundle, &s->tokenizer));
-    s->prompting = acre_host::prompting(s->bundle, s->tokenizer);
-    s->fingerprint = acre_host::fingerprint(s->bundle);
-    const auto manifest = nlohmann::json::parse(acre_bundle_manifest_json(s->bundle));
-    const std::vector<double> inv_freq = manifest["step"]["rope_inv_freq"].get<std::vector<double>>();
-    check(acre_pot_new(g.layers, g.kv_heads, g.pot, g.head_dim, g.kv_dtype, inv_freq.data(), inv_freq.size(),
-                       &s->pot));
-    check(acre_policy_new(utf8(env, policy).c_str(), utf8(env, switches_json).c_str(), &s->policy));
-    // the defaults of acre.runtime.Session: spans of 64 tokens, 8 representatives, a checkpoint every 4096
-    acre_session_config config{64, 8, nullptr, 4096, s->fingerprint.c_str(), s->tokenizer};
-    check(acre_session_new(s->bundle, s->pot, s->policy, &config, &s->session));
-    check(acre_engine_open_executorch(s->bundle, &s->engine));
-    check(acre_session_set_engine(s->session, s->engine));
-    const auto &ids = s->prompting.template_ids;
-    check(acre_session_set_template_ids(s->session, ids.data(), ids.size()));
+    auto s = std::make_unique<Session>(bundle_of(bundle_handle), utf8(env, policy).c_str(),
+                                       utf8(env, switches_json).c_str());
     return reinterpret_cast<jlong>(s.release());
   });
 }
@@ -251,7 +214,8 @@ JNIEXPORT void JNICALL Java_org_acre_Native_sessionFree(JNIEnv *, jclass, jlong 
 }
 
 JNIEXPORT jstring JNICALL Java_org_acre_Native_sessionFingerprint(JNIEnv *env, jclass, jlong handle) {
-  return guarded<jstring>(env, nullptr, [&] { return jstr(env, session_of(handle)->fingerprint); });
+  return guarded<jstring>(env, nullptr,
+                          [&] { return jstr(env, acre_bundle_fingerprint(session_of(handle)->bundle)); });
 }
 
 JNIEXPORT jlong JNICALL Java_org_acre_Native_sessionIngest(JNIEnv *env, jclass, jlong handle, jstring text,
@@ -260,16 +224,8 @@ JNIEXPORT jlong JNICALL Java_org_acre_Native_sessionIngest(JNIEnv *env, jclass, 
   return guarded<jlong>(env, 0, [&] {
     Session *s = session_of(handle);
     const std::string document = utf8(env, text);
-    // the prompt: the template's prefix (or BOS without a template), then the text (acre.runtime.Session)
-    std::vector<int32_t> ids;
-    if (!s->prompting.prefix.empty())
-      ids = acre_host::encode(s->tokenizer, s->prompting.prefix);
-    else if (s->prompting.bos >= 0)
-      ids.push_back(s->prompting.bos);
-    std::vector<int32_t> offsets(2 * ids.size(), -1), text_offsets;
-    const std::vector<int32_t> text_ids = acre_host::encode_offsets(s->tokenizer, document, text_offsets);
-    ids.insert(ids.end(), text_ids.begin(), text_ids.end());
-    offsets.insert(offsets.end(), text_offsets.begin(), text_offsets.end());
+    std::vector<int32_t> offsets;
+    const std::vector<int32_t> ids = s->document_prompt(document, offsets);
     const acre_document doc{ids.data(), ids.size(), document.data(), document.size(), offsets.data()};
     Progress progress{env, listener, nullptr};
     if (listener) {
@@ -345,9 +301,7 @@ JNIEXPORT void JNICALL Java_org_acre_Native_sessionAsk(JNIEnv *env, jclass, jlon
                                                        jdouble top_p, jboolean has_seed, jlong seed) {
   guarded<int>(env, 0, [&] {
     Session *s = session_of(handle);
-    // the question's prompt: acre.runtime.session.QUESTION_SEPARATOR, the question, the template's suffix
-    const std::vector<int32_t> ids =
-        acre_host::encode(s->tokenizer, "\n\n" + utf8(env, question) + s->prompting.suffix);
+    const std::vector<int32_t> ids = s->question_prompt(utf8(env, question));
     const acre_decoding decoding{
         max_new_tokens, temperature, top_p, has_seed ? 1 : 0, static_cast<uint64_t>(seed), 1};
     check(acre_session_ask(s->session, ids.data(), ids.size(), nullptr, 0, nullptr, 0, &decoding));
@@ -382,31 +336,7 @@ JNIEXPORT jlongArray JNICALL Java_org_acre_Native_sessionLastSpans(JNIEnv *env, 
 // The last question's sources: [start, end) code point pairs into the document text (flat).
 JNIEXPORT jlongArray JNICALL Java_org_acre_Native_sessionLastSources(JNIEnv *env, jclass, jlong handle) {
   return guarded<jlongArray>(env, nullptr, [&] {
-    Session *s = session_of(handle);
-    acre_question q{};
-    check(acre_session_last(s->session, &q));
-    acre_array ids{}, text{}, offsets{};
-    check(acre_session_document(s->session, &ids, &text, &offsets));
-    acre_store *store = nullptr;
-    check(acre_session_store(s->session, &store));
-    std::vector<int64_t> out;
-    if (store && text.data && offsets.data) {
-      std::vector<std::pair<int64_t, int64_t>> ranges;
-      acre_status status = ACRE_OK;
-      for (size_t i = 0; i < q.n_spans && status == ACRE_OK; ++i) {
-        int64_t start = 0;
-        int32_t n = 0;
-        status = acre_store_span(store, static_cast<size_t>(q.spans[i]), &start, &n);
-        ranges.push_back({start, start + n});
-      }
-      acre_store_free(store);
-      check(status);
-      out = acre_host::passages(std::string(static_cast<const char *>(text.data), text.info.bytes),
-                                static_cast<const int32_t *>(offsets.data),
-                                static_cast<size_t>(ids.info.dims[0]), ranges);
-    } else {
-      acre_store_free(store);
-    }
+    const std::vector<int64_t> out = session_of(handle)->last_sources();
     return long_array(env, out.data(), out.size());
   });
 }

@@ -84,6 +84,8 @@ NB_MODULE(_native, m) {
       .def_prop_ro("root", [](const Bundle &b) { return std::string(acre_bundle_root(b.handle)); })
       .def_prop_ro("manifest_json",
                    [](const Bundle &b) { return std::string(acre_bundle_manifest_json(b.handle)); })
+      .def_prop_ro("fingerprint",
+                   [](const Bundle &b) { return std::string(acre_bundle_fingerprint(b.handle)); })
       .def_prop_ro("geometry",
                    [](const Bundle &b) {
                      acre_geometry g{};

@@ -34,4 +34,7 @@ struct Bundle {
   std::map<std::string, int32_t> methods(const std::string &engine) const;
 };
 
+// The sha256 hex of the model and programs the bundle runs (fingerprint.cpp): an L2 store serves only it.
+std::string bundle_fingerprint(const Bundle &bundle);
+
 }  // namespace acre

@@ -19,6 +19,7 @@
 
 struct acre_bundle {
   std::unique_ptr<acre::Bundle> impl;
+  std::string fingerprint;
 };
 struct acre_tokenizer {
   std::unique_ptr<acre::Tokenizer> impl;
@@ -154,6 +155,7 @@ acre_status acre_bundle_open(const char *dir, int verify_checksums, acre_bundle 
     *out = nullptr;
     auto bundle = std::make_unique<acre_bundle>();
     bundle->impl = acre::open_bundle(dir, verify_checksums != 0);
+    bundle->fingerprint = acre::bundle_fingerprint(*bundle->impl);
     *out = bundle.release();
   });
 }
@@ -164,6 +166,10 @@ const char *acre_bundle_root(const acre_bundle *bundle) { return bundle ? bundle
 
 const char *acre_bundle_manifest_json(const acre_bundle *bundle) {
   return bundle ? bundle->impl->manifest_text.c_str() : "";
+}
+
+const char *acre_bundle_fingerprint(const acre_bundle *bundle) {
+  return bundle ? bundle->fingerprint.c_str() : "";
 }
 
 acre_status acre_bundle_geometry(const acre_bundle *bundle, acre_geometry *out) {

@@ -26,8 +26,9 @@ class Error : public std::runtime_error {
   throw Error(status, message);
 }
 
-// The sha256 of a file as lower-case hex.
+// The sha256 of a file, or of a string, as lower-case hex (sha256.cpp).
 std::string sha256_file(const std::string &path);
+std::string sha256_hex(const std::string &data);
 
 struct Bundle;  // bundle.cpp
 std::unique_ptr<Bundle> open_bundle(const std::string &dir, bool verify_checksums);

@@ -90,10 +90,8 @@ def render_templates(bundle: Path, known: Path, rendered: Path) -> None:
 def answer(session, name: str, document: str, store: Path | None, questions: list[str], out: Path) -> None:
     """Ingest `document`, answer `questions` greedily, write OUT/NAME.txt (the document) and
     OUT/NAME.expected.txt."""
-    from acre.runtime.session import bundle_fingerprint
-
     (out / f"{name}.txt").write_text(document, encoding="utf-8")
-    lines = [f"fingerprint {bundle_fingerprint(session.bundle)}"]
+    lines = [f"fingerprint {session.fingerprint}"]
     lines.append(f"tokens {session.ingest(document, store=store)}")
     for question in questions:
         ids = list(session.generate(session.question_prompt_ids(question), MAX_NEW_TOKENS))

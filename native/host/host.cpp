@@ -1,4 +1,4 @@
-// What the host does besides calling the core (host.hpp), in C++ for the JNI library.
+// What a host does besides calling the core (host.hpp), in C++ for the hosts without Python.
 #include "host.hpp"
 
 #include <openssl/evp.h>
@@ -53,32 +53,6 @@ const std::string *token_text(const json &value) {
   return value.is_string() ? value.get_ptr<const std::string *>() : nullptr;
 }
 
-// json.dumps(value, sort_keys=True) with Python's defaults: separators ", " and ": ", ensure_ascii.
-void dumps(const json &v, std::string &out) {
-  if (v.is_object()) {
-    out += '{';
-    bool first = true;
-    for (const auto &[key, item] : v.items()) {  // nlohmann's object is a std::map: sorted keys
-      if (!first) out += ", ";
-      first = false;
-      out += json(key).dump(-1, ' ', true);
-      out += ": ";
-      dumps(item, out);
-    }
-    out += '}';
-  } else if (v.is_array()) {
-    out += '[';
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (i) out += ", ";
-      dumps(v[i], out);
-    }
-    out += ']';
-  } else {
-    // scalars: nlohmann writes floats shortest round-trip with ".0" or "e-05" as Python's repr does
-    out += v.dump(-1, ' ', true);
-  }
-}
-
 std::string sha256_hex(const std::string &data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
@@ -90,9 +64,7 @@ std::string sha256_hex(const std::string &data) {
   return s;
 }
 
-json manifest_of(const acre_bundle *bundle) {
-  return json::parse(acre_bundle_manifest_json(bundle));  // the core has validated it
-}
+json manifest_of(const acre_bundle *bundle) { return json::parse(acre_bundle_manifest_json(bundle)); }
 
 // Python's str.isspace for a code point.
 bool is_space(uint32_t c) {
@@ -127,8 +99,8 @@ std::pair<std::string, std::string> split_chat_template(const std::string *chat_
     if (*chat_template == t.text) return {t.prefix, t.suffix};
   throw Error(ACRE_ERR_TOKENIZER,
               "this bundle's chat template (sha256 " + sha256_hex(*chat_template).substr(0, 16) +
-                  "...) is not one the JVM binding renders (no jinja2 here): it knows the built-in "
-                  "SmolLM2's and the tests' ChatML; native/jni/host.cpp lists them");
+                  "...) is not one this host renders (no jinja2 here): it knows the built-in "
+                  "SmolLM2's and the tests' ChatML; native/host/host.cpp lists them");
 }
 
 std::vector<std::string> known_templates() {
@@ -138,7 +110,7 @@ std::vector<std::string> known_templates() {
 }
 
 Prompting prompting(const acre_bundle *bundle, const acre_tokenizer *tokenizer) {
-  const json manifest = manifest_of(bundle);
+  const json manifest = manifest_of(bundle);  // the core has validated it
   const std::string dir =
       std::string(acre_bundle_root(bundle)) + "/" + manifest["tokenizer"]["dir"].get<std::string>();
   json config = json::object();
@@ -157,7 +129,7 @@ Prompting prompting(const acre_bundle *bundle, const acre_tokenizer *tokenizer) 
   } else if (config.contains("chat_template") && !config["chat_template"].is_null()) {
     throw Error(ACRE_ERR_TOKENIZER, dir +
                                         "/tokenizer_config.json: a chat_template that is not one text "
-                                        "(named templates) is not rendered by the JVM binding");
+                                        "(named templates) is not rendered by this host");
   }
   Prompting p;
   std::tie(p.prefix, p.suffix) = split_chat_template(template_ptr);
@@ -187,18 +159,6 @@ Prompting prompting(const acre_bundle *bundle, const acre_tokenizer *tokenizer) 
   for (int32_t id : encode(tokenizer, p.prefix + p.suffix)) ids.insert(id);
   p.template_ids.assign(ids.begin(), ids.end());
   return p;
-}
-
-std::string fingerprint(const acre_bundle *bundle) {
-  const json m = manifest_of(bundle);
-  const std::string tokenizer_dir = "tokenizer/";  // acre.bundle.TOKENIZER_DIR
-  json programs = json::object();
-  for (const auto &[name, info] : m["files"].items())
-    if (name.compare(0, tokenizer_dir.size(), tokenizer_dir) != 0) programs[name] = info["sha256"];
-  json blob = {{"geometry", m["model"]["geometry"]}, {"step", m["step"]}, {"programs", programs}};
-  std::string text;
-  dumps(blob, text);
-  return sha256_hex(text);
 }
 
 std::vector<int32_t> encode(const acre_tokenizer *tokenizer, const std::string &text) {
@@ -243,6 +203,12 @@ std::string decode(const acre_tokenizer *tokenizer, const std::vector<int32_t> &
   return text;
 }
 
+bool blank(const std::string &text) {
+  for (uint32_t c : code_points(text))
+    if (!is_space(c)) return false;
+  return true;
+}
+
 std::vector<int64_t> passages(const std::string &text, const int32_t *offsets, size_t n_tokens,
                               std::vector<std::pair<int64_t, int64_t>> token_ranges) {
   const std::vector<uint32_t> cps = code_points(text);
@@ -273,6 +239,87 @@ std::vector<int64_t> passages(const std::string &text, const int32_t *offsets, s
     if (first < last) out.push_back(first), out.push_back(last);
   }
   return out;
+}
+
+Session::Session(const acre_bundle *b, const char *policy_name, const char *switches_json) : bundle(b) {
+  try {
+    acre_geometry g{};
+    check(acre_bundle_geometry(bundle, &g));
+    check(acre_bundle_tokenizer(bundle, &tokenizer));
+    prompting = acre_host::prompting(bundle, tokenizer);
+    const std::vector<double> inv_freq =
+        manifest_of(bundle)["step"]["rope_inv_freq"].get<std::vector<double>>();
+    check(acre_pot_new(g.layers, g.kv_heads, g.pot, g.head_dim, g.kv_dtype, inv_freq.data(), inv_freq.size(),
+                       &pot));
+    check(acre_policy_new(policy_name, switches_json, &policy));
+    const acre_session_config config{64, 8, nullptr, 4096, acre_bundle_fingerprint(bundle), tokenizer};
+    check(acre_session_new(bundle, pot, policy, &config, &session));
+    check(acre_engine_open_executorch(bundle, &engine));
+    check(acre_session_set_engine(session, engine));
+    check(
+        acre_session_set_template_ids(session, prompting.template_ids.data(), prompting.template_ids.size()));
+  } catch (...) {
+    release();  // a constructor that throws runs no destructor
+    throw;
+  }
+}
+
+Session::~Session() { release(); }
+
+void Session::release() {
+  acre_session_free(session);  // first: it borrows the rest
+  session = nullptr;
+  acre_engine_free(engine);
+  engine = nullptr;
+  acre_policy_free(policy);
+  policy = nullptr;
+  acre_pot_free(pot);
+  pot = nullptr;
+  acre_tokenizer_free(tokenizer);
+  tokenizer = nullptr;
+}
+
+std::vector<int32_t> Session::document_prompt(const std::string &text, std::vector<int32_t> &offsets) const {
+  std::vector<int32_t> ids;
+  if (!prompting.prefix.empty())
+    ids = encode(tokenizer, prompting.prefix);
+  else if (prompting.bos >= 0)
+    ids.push_back(prompting.bos);
+  offsets.assign(2 * ids.size(), -1);
+  std::vector<int32_t> text_offsets;
+  const std::vector<int32_t> text_ids = encode_offsets(tokenizer, text, text_offsets);
+  ids.insert(ids.end(), text_ids.begin(), text_ids.end());
+  offsets.insert(offsets.end(), text_offsets.begin(), text_offsets.end());
+  return ids;
+}
+
+std::vector<int32_t> Session::question_prompt(const std::string &question) const {
+  return encode(tokenizer, "\n\n" + question + prompting.suffix);
+}
+
+std::vector<int64_t> Session::last_sources() const {
+  acre_question q{};
+  check(acre_session_last(session, &q));
+  acre_array ids{}, text{}, offsets{};
+  check(acre_session_document(session, &ids, &text, &offsets));
+  acre_store *store = nullptr;
+  check(acre_session_store(session, &store));
+  if (!store || !text.data || !offsets.data) {
+    acre_store_free(store);
+    return {};
+  }
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  acre_status status = ACRE_OK;
+  for (size_t i = 0; i < q.n_spans && status == ACRE_OK; ++i) {
+    int64_t start = 0;
+    int32_t n = 0;
+    status = acre_store_span(store, static_cast<size_t>(q.spans[i]), &start, &n);
+    ranges.push_back({start, start + n});
+  }
+  acre_store_free(store);
+  check(status);
+  return passages(std::string(static_cast<const char *>(text.data), text.info.bytes),
+                  static_cast<const int32_t *>(offsets.data), static_cast<size_t>(ids.info.dims[0]), ranges);
 }
 
 }  // namespace acre_host
