@@ -55,9 +55,15 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(g.hidden, g.intermediate, bias=False)
         self.up_proj = nn.Linear(g.hidden, g.intermediate, bias=False)
         self.down_proj = nn.Linear(g.intermediate, g.hidden, bias=False)
+        # gate and up as one layer over their shared input, if the exporter fused them (quantize.fuse)
+        self.gate_up_proj: nn.Module | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_proj is None:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        else:
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(nn.functional.silu(gate) * up)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -75,6 +81,15 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(g.hidden, g.kv_heads * g.head_dim, bias=g.qkv_bias)
         self.v_proj = nn.Linear(g.hidden, g.kv_heads * g.head_dim, bias=g.qkv_bias)
         self.o_proj = nn.Linear(g.heads * g.head_dim, g.hidden, bias=False)
+        # q, k and v as one layer over their shared input, if the exporter fused them (quantize.fuse)
+        self.qkv_proj: nn.Module | None = None
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.qkv_proj is None:
+            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        kv = self.g.kv_heads * self.g.head_dim
+        q, k, v = self.qkv_proj(x).split([self.g.heads * self.g.head_dim, kv, kv], dim=-1)
+        return q, k, v
 
     def forward(
         self,
@@ -88,9 +103,10 @@ class Attention(nn.Module):
         g = self.g
         c = x.shape[0]
         groups = g.heads // g.kv_heads
-        q = self.q_proj(x).view(c, g.heads, g.head_dim).transpose(0, 1)  # [H, C, D]
-        k = rotate(self.k_proj(x).view(c, g.kv_heads, g.head_dim).transpose(0, 1), *rope_chunk)
-        v = self.v_proj(x).view(c, g.kv_heads, g.head_dim).transpose(0, 1)  # [Hkv, C, D]
+        q, k, v = self.project(x)
+        q = q.reshape(c, g.heads, g.head_dim).transpose(0, 1)  # [H, C, D]
+        k = rotate(k.reshape(c, g.kv_heads, g.head_dim).transpose(0, 1), *rope_chunk)
+        v = v.reshape(c, g.kv_heads, g.head_dim).transpose(0, 1)  # [Hkv, C, D]
         pot_k, pot_v = pot_k.float(), pot_v.float()  # no-ops for a float32 pot
         # Query head h reads KV head h // groups (GQA): the query heads of one KV head are rows of
         # one batched matmul, so no key or value is broadcast or copied.

@@ -185,7 +185,9 @@ def test_the_gguf_scheme_puts_every_tensor_on_its_grid_and_stays_near_fp32(tiny_
     assert record["tensors"]["model.embed_tokens.weight"].startswith("q8_0 6-bit codes")
     assert not record["symmetric"]
     layers = [m for m in quantized.modules() if isinstance(m, GridLinear)]
-    assert len(layers) == 4 * 7 + 1 and all(m.outliers is not None for m in layers)
+    # per layer: q/k/v fused, o, gate/up fused, down; and lm_head
+    assert len(layers) == 4 * 4 + 1 and all(m.outliers is not None for m in layers)
+    assert "rows of one layer qkv_proj" in record["tensors"]["model.layers.0.self_attn.k_proj.weight"]
     tokens = torch.arange(40) % 300
     pot = fp32.no_pot()
     with torch.no_grad():
@@ -195,6 +197,29 @@ def test_the_gguf_scheme_puts_every_tensor_on_its_grid_and_stays_near_fp32(tiny_
         quantize_step(requant, "8da4w")
         far = requant.lm_head(requant.run(tokens, torch.arange(40), *pot)[0])
     assert (got - want).abs().max() < 0.5 * (far - want).abs().max()
+
+
+def test_fusing_the_layers_of_one_input_changes_no_output(tiny_checkpoint, monkeypatch):
+    """q/k/v and gate/up as rows of one grid layer compute what the separate layers compute: the same
+    blocks, outlier channels (chosen on the shared input) and per-token int8 input."""
+    fp32 = StepModel.from_hf(tiny_checkpoint.model)
+    grids = tiny_grids(fp32)
+    ids = calibration_ids(fp32, tiny_checkpoint.tokenizer)
+    fused = copy.deepcopy(fp32)
+    quantize_step(fused, "gguf", grids, ids)
+    monkeypatch.setattr(grid_scheme, "FUSED", {})
+    separate = copy.deepcopy(fp32)
+    record = quantize_step(separate, "gguf", grids, ids)
+    assert (
+        fused.model.layers[0].self_attn.qkv_proj is not None
+        and separate.model.layers[0].self_attn.qkv_proj is None
+    )
+    assert not any("rows of one layer" in text for text in record["tensors"].values())
+    tokens = torch.arange(40) % 300
+    with torch.no_grad():
+        want = separate.lm_head(separate.run(tokens, torch.arange(40), *fp32.no_pot())[0])
+        got = fused.lm_head(fused.run(tokens, torch.arange(40), *fp32.no_pot())[0])
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
 
 
 def test_the_gguf_scheme_without_a_gguf_source_is_a_clear_error(tiny_checkpoint):
@@ -283,9 +308,13 @@ def test_the_built_in_model_is_exported_on_its_own_q4_1_and_q8_0_blocks():
     assert grids is not None and len(grids) == 30 * 7 + 2
     quantize_step(step, "gguf", grids)
     layers = {name: m for name, m in step.named_modules() if isinstance(m, GridLinear)}
-    assert len(layers) == 30 * 7 + 1  # every linear layer and lm_head
+    assert len(layers) == 30 * 4 + 1  # every linear layer (q/k/v fused, gate/up fused) and lm_head
     for name, layer in layers.items():
-        grid = grids[name + ".weight"]
+        grid = layer.grid  # the source tensors' blocks, rows stacked where layers were fused
+        members = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+        parent, leaf = name.rsplit(".", 1) if "." in name else ("", name)
+        sources = [grids[f"{parent}.{m}.weight"] for m in members.get(leaf, ())] or [grids[name + ".weight"]]
+        assert np.array_equal(grid.dequantize(), np.concatenate([g.dequantize() for g in sources])), name
         scale = torch.from_numpy(grid.scale).repeat_interleave(32, dim=1)
         bound = (8 if grid.kind == "q4_1" else 8 * 17) * scale * 2.0**-8 + 1e-7
         error = (effective_weight_of_quantized(layer) - torch.from_numpy(grid.dequantize())).abs()

@@ -435,41 +435,81 @@ def _input_stats(
     return peaks, clamps
 
 
+# Layers that read one input, fused into one grid layer (rows stacked): the offsets, outlier columns
+# and int8 quantization of that input are done once instead of per layer. Exact: each output row
+# keeps its own blocks, and the input's int8 grid is per token, the same for every layer.
+FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+
+
+def _fused(name: str, grids: list[Grid], biases: list[torch.Tensor | None]) -> GridLinear:
+    """One grid layer whose rows are those of `grids` (of one kind), in order."""
+    if len({b is None for b in biases}) != 1:
+        raise ValueError(f"{name}: fused layers need biases on all or none")
+    minimum = None if grids[0].minimum is None else np.concatenate([g.minimum for g in grids])
+    grid = Grid(
+        grids[0].kind,
+        np.concatenate([g.codes for g in grids]),
+        np.concatenate([g.scale for g in grids]),
+        minimum,
+    )
+    bias = None if biases[0] is None else torch.cat(biases)
+    return GridLinear(grid, bias)
+
+
 def _onto_grids(step: StepModel, grids: dict[str, Grid], calibration: torch.Tensor | None) -> dict[str, str]:
-    """Replace every linear layer and the embedding that has a source grid; return what was done per
-    tensor (for the manifest)."""
+    """Replace every linear layer and the embedding that has a source grid (layers of one input fused,
+    FUSED); return what was done per source tensor (for the manifest)."""
     layers: dict[str, GridLinear] = {}
+    sources: dict[str, list[str]] = {}  # grid layer -> the source tensors' layers it holds
     for name, module in list(step.named_modules()):
+        prefix = f"{name}." if name else ""
+        for fused, members in FUSED.items():
+            children = [getattr(module, m, None) for m in members]
+            member_grids = [grids.get(f"{prefix}{m}.weight") for m in members]
+            kinds = {g.kind for g in member_grids if g is not None}
+            if not hasattr(module, fused) or None in member_grids or len(kinds) != 1:
+                continue
+            biases = [c.bias for c in children]
+            setattr(module, fused, _fused(prefix + fused, member_grids, biases))
+            for m in members:
+                delattr(module, m)
+            layers[prefix + fused] = getattr(module, fused)
+            sources[prefix + fused] = [prefix + m for m in members]
         for child_name, child in list(module.named_children()):
-            fqn = f"{name}.{child_name}" if name else child_name
+            fqn = prefix + child_name
             grid = grids.get(fqn + ".weight")
             if isinstance(child, nn.Linear) and grid is not None and _part_of(fqn):
                 layers[fqn] = GridLinear(grid, child.bias)
+                sources[fqn] = [fqn]
                 setattr(module, child_name, layers[fqn])
     done = {
-        f"{fqn}.weight": f"{layer.grid.kind} grid: {len(layer.pieces)} x xnnpack 8da4w blocks of {BLOCK}"
+        fqn: f"{layer.grid.kind} grid: {len(layer.pieces)} x xnnpack 8da4w blocks of {BLOCK}"
         for fqn, layer in layers.items()
     }
-    embedding = grids.get("model.embed_tokens.weight")
-    if embedding is not None:
-        # 6-bit codes for a Q8_0 table: the one rounding acre adds, to fit the size ceiling
-        step.model.embed_tokens = QuantizedEmbedding.from_grid(embedding, six_bits=True)
-        kept = "6-bit codes (code / 4) on the q8_0 blocks" if step.model.embed_tokens.bits == 6 else "grid"
-        done["model.embed_tokens.weight"] = f"{embedding.kind} {kept}: portable lookup"
+    for fqn, members in sources.items():
+        if len(members) > 1:
+            done[fqn] += f", rows of one layer {fqn.rsplit('.', 1)[-1]} with the other layers of its input"
     if calibration is not None:
         peaks, clamps = _input_stats(step, layers, calibration)
         for fqn, peak in peaks.items():
             count = min(outliers_for(fqn), len(peak))
             if count:
                 layers[fqn].split_outliers(peak.topk(count).indices)
-                done[f"{fqn}.weight"] += f", {count} outlier input channels in float32"
+                done[fqn] += f", {count} outlier input channels in float32"
         for fqn, clamp in clamps.items():
             layers[fqn].split_input(clamp)
-            done[f"{fqn}.weight"] += (
+            done[fqn] += (
                 f", int8 input split at |x| = {clamp:.4g} (the {split_quantile_for(fqn)} quantile on the "
                 "calibration text): two passes over the same blocks"
             )
-    return done
+    tensors = {f"{source}.weight": done[fqn] for fqn in layers for source in sources[fqn]}
+    embedding = grids.get("model.embed_tokens.weight")
+    if embedding is not None:
+        # 6-bit codes for a Q8_0 table: the one rounding acre adds, to fit the size ceiling
+        step.model.embed_tokens = QuantizedEmbedding.from_grid(embedding, six_bits=True)
+        kept = "6-bit codes (code / 4) on the q8_0 blocks" if step.model.embed_tokens.bits == 6 else "grid"
+        tensors["model.embed_tokens.weight"] = f"{embedding.kind} {kept}: portable lookup"
+    return tensors
 
 
 def quantize_step(
@@ -500,7 +540,7 @@ def quantize_step(
                 f"checkpoint has none; use --quantize {FALLBACK}"
             )
         tensors = _onto_grids(step, grids, calibration)
-    on_grid = {name.removesuffix(".weight") for name in tensors}
+    on_grid = {name for name, m in step.named_modules() if isinstance(m, GridLinear)}
     chosen: dict[str, int] = {}
     sensitive: dict[str, Any] = {}
     if SENSITIVE in rules.values():  # measured before anything is quantized: against the fp32 module
@@ -558,7 +598,7 @@ def quantize_step(
         else "float32",
         "parts": parts,
         "tensors": tensors,
-        "symmetric": not on_grid,
+        "symmetric": not tensors,
         "tool": "torchao Int8DynamicActivationIntxWeightConfig; acre GridLinear and QuantizedEmbedding",
         **extra,
     }
