@@ -55,7 +55,7 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(g.hidden, g.intermediate, bias=False)
         self.up_proj = nn.Linear(g.hidden, g.intermediate, bias=False)
         self.down_proj = nn.Linear(g.intermediate, g.hidden, bias=False)
-        # gate and up as one layer over their shared input, if the exporter fused them (quantize.fuse)
+        # gate and up as one layer over their shared input, if the exporter fused them (quantize.FUSED)
         self.gate_up_proj: nn.Module | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,7 +81,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(g.hidden, g.kv_heads * g.head_dim, bias=g.qkv_bias)
         self.v_proj = nn.Linear(g.hidden, g.kv_heads * g.head_dim, bias=g.qkv_bias)
         self.o_proj = nn.Linear(g.heads * g.head_dim, g.hidden, bias=False)
-        # q, k and v as one layer over their shared input, if the exporter fused them (quantize.fuse)
+        # q, k and v as one layer over their shared input, if the exporter fused them (quantize.FUSED)
         self.qkv_proj: nn.Module | None = None
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -311,9 +311,10 @@ def test_the_built_in_model_is_exported_on_its_own_q4_1_and_q8_0_blocks():
     assert len(layers) == 30 * 4 + 1  # every linear layer (q/k/v fused, gate/up fused) and lm_head
     for name, layer in layers.items():
         grid = layer.grid  # the source tensors' blocks, rows stacked where layers were fused
-        members = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
         parent, leaf = name.rsplit(".", 1) if "." in name else ("", name)
-        sources = [grids[f"{parent}.{m}.weight"] for m in members.get(leaf, ())] or [grids[name + ".weight"]]
+        sources = [grids[f"{parent}.{m}.weight"] for m in grid_scheme.FUSED.get(leaf, ())] or [
+            grids[name + ".weight"]
+        ]
         assert np.array_equal(grid.dequantize(), np.concatenate([g.dequantize() for g in sources])), name
         scale = torch.from_numpy(grid.scale).repeat_interleave(32, dim=1)
         bound = (8 if grid.kind == "q4_1" else 8 * 17) * scale * 2.0**-8 + 1e-7

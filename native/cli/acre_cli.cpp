@@ -54,30 +54,29 @@ struct Args {
   uint64_t seed = 0;
 };
 
-int64_t to_int(const std::string &flag, const std::string &v) {
+// The whole argument as a number (std::stoll / std::stod), or argparse's message for `kind`.
+template <typename T, typename Convert>
+T to_number(const std::string &flag, const std::string &v, const char *kind, Convert convert) {
   size_t used = 0;
-  long long n = 0;
+  T x = 0;
   try {
-    n = std::stoll(v, &used);
+    x = convert(v, &used);
   } catch (const std::exception &) {
     used = 0;
   }
   if (used == 0 || used != v.size())
-    throw UsageError("argument " + flag + ": invalid int value: '" + v + "'");
-  return n;
+    throw UsageError("argument " + flag + ": invalid " + kind + " value: '" + v + "'");
+  return x;
+}
+
+int64_t to_int(const std::string &flag, const std::string &v) {
+  return to_number<int64_t>(flag, v, "int",
+                            [](const std::string &s, size_t *used) { return std::stoll(s, used); });
 }
 
 double to_float(const std::string &flag, const std::string &v) {
-  size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception &) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size())
-    throw UsageError("argument " + flag + ": invalid float value: '" + v + "'");
-  return x;
+  return to_number<double>(flag, v, "float",
+                           [](const std::string &s, size_t *used) { return std::stod(s, used); });
 }
 
 Args parse(int argc, char **argv) {
