@@ -37,6 +37,19 @@ from transformers import PretrainedConfig
 from acre.geometry import Geometry
 
 
+def mean_last(x: torch.Tensor) -> torch.Tensor:
+    """x.mean(-1, keepdim=True) written as the one mean XNNPACK lowers (a 4-D tensor's two inner dims):
+    any other mean is a portable kernel between two delegate calls, in every layer of the program."""
+    n = x.shape[-1]
+    return x.reshape(-1, 1, n, 1).mean(dim=(2, 3), keepdim=True).reshape(*x.shape[:-1], 1)
+
+
+def columns(x: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
+    """x split along its last dim into these widths, as slices: XNNPACK lowers a slice, not a split."""
+    ends = [sum(widths[: i + 1]) for i in range(len(widths))]
+    return [x[..., end - w : end] for w, end in zip(widths, ends, strict=True)]
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -45,13 +58,14 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        x32 = x32 * torch.rsqrt(mean_last(x32.pow(2)) + self.eps)
         return self.weight * x32.to(x.dtype)
 
 
 class MLP(nn.Module):
     def __init__(self, g: Geometry) -> None:
         super().__init__()
+        self.intermediate = g.intermediate
         self.gate_proj = nn.Linear(g.hidden, g.intermediate, bias=False)
         self.up_proj = nn.Linear(g.hidden, g.intermediate, bias=False)
         self.down_proj = nn.Linear(g.intermediate, g.hidden, bias=False)
@@ -62,7 +76,7 @@ class MLP(nn.Module):
         if self.gate_up_proj is None:
             gate, up = self.gate_proj(x), self.up_proj(x)
         else:
-            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+            gate, up = columns(self.gate_up_proj(x), [self.intermediate] * 2)
         return self.down_proj(nn.functional.silu(gate) * up)
 
 
@@ -88,7 +102,7 @@ class Attention(nn.Module):
         if self.qkv_proj is None:
             return self.q_proj(x), self.k_proj(x), self.v_proj(x)
         kv = self.g.kv_heads * self.g.head_dim
-        q, k, v = self.qkv_proj(x).split([self.g.heads * self.g.head_dim, kv, kv], dim=-1)
+        q, k, v = columns(self.qkv_proj(x), [self.g.heads * self.g.head_dim, kv, kv])
         return q, k, v
 
     def forward(
@@ -116,7 +130,7 @@ class Attention(nn.Module):
         pot_scores = torch.bmm(qr, pot_k.transpose(1, 2)) + pot_bias  # [Hkv, G*C, P]
         chunk_scores = torch.bmm(qr, k.transpose(1, 2)) + causal_bias  # [Hkv, G*C, C]
         probs = torch.softmax(torch.cat((pot_scores, chunk_scores), dim=-1), dim=-1)  # scores, not keys
-        pot_probs, chunk_probs = torch.split(probs, [pot_k.shape[1], c], dim=-1)
+        pot_probs, chunk_probs = columns(probs, [pot_k.shape[1], c])
         pot_probs, chunk_probs = pot_probs.contiguous(), chunk_probs.contiguous()
         out = torch.bmm(pot_probs, pot_v) + torch.bmm(chunk_probs, v)  # [Hkv, G*C, D]
         out = out.reshape(g.heads, c, g.head_dim).transpose(0, 1).reshape(c, g.heads * g.head_dim)

@@ -248,8 +248,8 @@ class GridLinear(nn.Module):
             self.offset.bias = nn.Parameter(bias.detach().float().clone(), requires_grad=False)
         self.grid = grid  # kept for split_outliers (a plain attribute: not exported)
         self.outliers: nn.Linear | None = None
-        self.register_buffer("outlier_index", None)
         self.register_buffer("inlier_mask", None)
+        self.outlier_channels: list[int] = []
         self.clamp: float | None = None  # split_input's c: a constant of the traced graph
 
     def split_outliers(self, channels: torch.Tensor) -> None:
@@ -263,7 +263,8 @@ class GridLinear(nn.Module):
         self.outliers.weight = nn.Parameter(full[:, channels].contiguous(), requires_grad=False)
         mask = torch.ones(cols)
         mask[channels] = 0.0
-        self.outlier_index, self.inlier_mask = channels, mask
+        self.inlier_mask = mask
+        self.outlier_channels = channels.tolist()  # constants of the traced graph
 
     def split_input(self, clamp: float) -> None:
         """Run the int4 part twice, on clamp(x, -c, c) and on what lies beyond: exact in float (the two
@@ -273,10 +274,13 @@ class GridLinear(nn.Module):
         self.clamp = float(clamp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.offset(x.unflatten(-1, (-1, BLOCK)).sum(-1))
+        # Block sums and outlier columns in ops XNNPACK lowers (a 4-D mean, slices): a sum or an
+        # index_select would be portable kernels splitting every layer into several delegate calls.
+        blocks = x.reshape(-1, x.shape[-1] // BLOCK, BLOCK, 1)
+        y = self.offset(blocks.mean(dim=(2, 3), keepdim=True).reshape(*x.shape[:-1], -1) * BLOCK)
         inliers = x
         if self.outliers is not None:
-            y = y + self.outliers(x.index_select(-1, self.outlier_index))
+            y = y + self.outliers(torch.cat([x[..., i : i + 1] for i in self.outlier_channels], dim=-1))
             inliers = x * self.inlier_mask
         parts = [inliers]
         if self.clamp is not None:
