@@ -1,5 +1,4 @@
 import CAcre
-import CryptoKit
 import Foundation
 
 /// The model geometry and step shapes a bundle's manifest promises (`acre_geometry`).
@@ -66,12 +65,11 @@ public final class AcreBundle {
         return URL(fileURLWithPath: String(cString: path))
     }
 
-    /// Names the stores this bundle's sessions write (a store serves only its own bundle's): the sha256
-    /// of manifest.json as the core read it. Not the Python host's fingerprint (a sha256 of json.dumps
-    /// of parts of the manifest, which this layer does not reproduce), so a store the Python host wrote
-    /// is refused here as another bundle's (README: "Stores and fingerprints").
+    /// Names the stores this bundle's sessions write (a store serves only its own bundle's): the core's
+    /// `acre_bundle_fingerprint`, the same one the Python host, the JNI and acre-cli use, so a store any
+    /// of them wrote opens here too.
     public var fingerprint: String {
-        SHA256.hash(data: Data(manifestJSON.utf8)).map { String(format: "%02x", $0) }.joined()
+        String(cString: acre_bundle_fingerprint(handle))
     }
 
     /// The manifest's `methods` of a program ({"prefill": C, "decode": 1}), empty if it lists none.
