@@ -65,7 +65,6 @@ class RMSNorm(nn.Module):
 class MLP(nn.Module):
     def __init__(self, g: Geometry) -> None:
         super().__init__()
-        self.intermediate = g.intermediate
         self.gate_proj = nn.Linear(g.hidden, g.intermediate, bias=False)
         self.up_proj = nn.Linear(g.hidden, g.intermediate, bias=False)
         self.down_proj = nn.Linear(g.intermediate, g.hidden, bias=False)
@@ -76,7 +75,8 @@ class MLP(nn.Module):
         if self.gate_up_proj is None:
             gate, up = self.gate_proj(x), self.up_proj(x)
         else:
-            gate, up = columns(self.gate_up_proj(x), [self.intermediate] * 2)
+            both = self.gate_up_proj(x)
+            gate, up = columns(both, [both.shape[-1] // 2] * 2)
         return self.down_proj(nn.functional.silu(gate) * up)
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from acre.errors import InputError
 from acre.exporter.gguf_grid import BLOCK, Grid
-from acre.step import StepModel
+from acre.step import StepModel, mean_last
 
 PARTS = ("mlp", "attention", "lm_head", "embedding")
 
@@ -274,10 +274,9 @@ class GridLinear(nn.Module):
         self.clamp = float(clamp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Block sums and outlier columns in ops XNNPACK lowers (a 4-D mean, slices): a sum or an
+        # Block sums and outlier columns in ops XNNPACK lowers (mean_last, slices): a sum or an
         # index_select would be portable kernels splitting every layer into several delegate calls.
-        blocks = x.reshape(-1, x.shape[-1] // BLOCK, BLOCK, 1)
-        y = self.offset(blocks.mean(dim=(2, 3), keepdim=True).reshape(*x.shape[:-1], -1) * BLOCK)
+        y = self.offset(mean_last(x.unflatten(-1, (-1, BLOCK))).flatten(-2) * BLOCK)
         inliers = x
         if self.outliers is not None:
             y = y + self.outliers(torch.cat([x[..., i : i + 1] for i in self.outlier_channels], dim=-1))
