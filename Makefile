@@ -17,9 +17,10 @@ demo: setup $(BUNDLE)/manifest.json
 	    --question "$(QUESTION)" --max-new-tokens 40
 
 NATIVE_SOURCES = native/include/*.h native/src/*.cpp native/src/*.hpp native/tests/*.cpp native/tests/*.hpp \
-    native/python/*.cpp native/python/*.hpp native/jni/*.cpp native/host/*.cpp native/host/*.hpp native/cli/*.cpp
+    native/python/*.cpp native/python/*.hpp native/jni/*.cpp native/host/*.cpp native/host/*.hpp native/cli/*.cpp \
+    native/fuzz/*.cpp native/fuzz/*.hpp
 lint: setup
-	$(VENV)/ruff check acre tests scripts benchmarks native/jni/tests
+	$(VENV)/ruff check acre tests scripts benchmarks native/jni/tests native/fuzz
 	clang-format --dry-run --Werror $(NATIVE_SOURCES)
 	native/jni/format.sh --check
 

@@ -1,4 +1,4 @@
-// Descriptors, whole reads and writes, and durable replacement of a file (files.hpp).
+// Descriptors, whole reads and writes, durable syncs, and durable replacement of a file (files.hpp).
 #include "files.hpp"
 
 #include <fcntl.h>
@@ -52,9 +52,16 @@ size_t pread_full(int fd, void *data, size_t n, uint64_t offset) {
   return done;
 }
 
+int sync_file(int fd) {
+#ifdef __APPLE__
+  if (::fcntl(fd, F_FULLFSYNC) == 0) return 0;
+#endif
+  return ::fsync(fd);
+}
+
 void sync_directory(const std::string &dir) {
   Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd) ::fsync(fd.get());  // some file systems refuse a directory fsync; the rename still stands
+  if (fd) sync_file(fd.get());  // some file systems refuse a directory sync; the rename still stands
 }
 
 void replace_durably(const std::string &path, const std::string &tmp_path,
@@ -62,7 +69,7 @@ void replace_durably(const std::string &path, const std::string &tmp_path,
   std::string reason;
   {
     Fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd || !write(fd.get()) || ::fsync(fd.get()) != 0) reason = os_error();
+    if (!fd || !write(fd.get()) || sync_file(fd.get()) != 0) reason = os_error();
     if (fd && ::close(fd.release()) != 0 && reason.empty()) reason = os_error();
   }
   if (reason.empty() && ::rename(tmp_path.c_str(), path.c_str()) != 0) reason = os_error();

@@ -417,7 +417,9 @@ void Store::scan() {
   for (uint64_t i = 0; i < count; ++i) {
     const bool read = pread_full(spans_.get(), head, HEADER, i * rb) == HEADER;
     const Header h = parse_header(head);
-    if (!read || !h.magic || h.span != i || h.n == 0 || h.n > uint32_t(meta_.span_tokens)) {
+    // a first token whose span runs past int64 (or is negative as one) is no position the writer takes
+    if (!read || !h.magic || h.span != i || h.n == 0 || h.n > uint32_t(meta_.span_tokens) ||
+        h.start > uint64_t(INT64_MAX) - h.n) {
       count = i;  // records after a damaged header cannot be trusted to be in order
       break;
     }
@@ -445,7 +447,8 @@ void Store::append(int64_t start, const acre_array &tokens, const acre_array *k,
   }
   if (!lengths_.empty() && lengths_.back() != S)
     fail(ACRE_ERR_INVALID_ARGUMENT, "only the last span of a document may be partial");
-  if (start < 0) fail(ACRE_ERR_INVALID_ARGUMENT, "a span cannot start at token " + std::to_string(start));
+  if (start < 0 || start > INT64_MAX - n)
+    fail(ACRE_ERR_INVALID_ARGUMENT, "a span cannot start at token " + std::to_string(start));
 
   const size_t rb = m.record_bytes(), span = span_count();
   std::vector<uint8_t> rec(rb, 0);
@@ -525,7 +528,7 @@ void Store::finish(const std::vector<acre_array> &arrays, const std::string &ext
   const ojson extra = ojson::parse(extra_json, nullptr, false);
   if (!extra.is_object()) fail(ACRE_ERR_INVALID_ARGUMENT, "finish: extra must be a JSON object");
   const std::string pot = file("pot.npz");
-  if (::fsync(spans_.get()) != 0)
+  if (sync_file(spans_.get()) != 0)
     fail(ACRE_ERR_STORE, pot + ": cannot write (" + os_error() + "); the store is unchanged");
   const uint32_t crc = write_npz(pot, arrays);
   ojson info = info_;
@@ -544,7 +547,7 @@ void Store::checkpoint(const std::vector<acre_array> &arrays, const std::string 
   ojson info = ojson::parse(info_json, nullptr, false);
   if (!info.is_object()) fail(ACRE_ERR_INVALID_ARGUMENT, "checkpoint: info must be a JSON object");
   const std::string path = file("resume.npz");
-  if (::fsync(spans_.get()) != 0)
+  if (sync_file(spans_.get()) != 0)
     fail(ACRE_ERR_STORE, path + ": cannot write (" + os_error() + "); the store is unchanged");
   info["spans"] = span_count();
   const std::string text = info.dump(-1, ' ', true, ojson::error_handler_t::replace);

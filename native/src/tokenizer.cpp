@@ -210,6 +210,12 @@ Tokenizer::Tokenizer(const std::string &path) : path_(path) {
         {content, a["id"].get<int32_t>(), flag(a, "special", false), flag(a, "normalized", true)});
     max_id = std::max(max_id, a["id"].get<int32_t>());
   }
+  // Ids index tables of one entry each (a string per id): ids far past the tokens given would make a
+  // file of a few bytes allocate gigabytes. Ids may leave gaps, but not more gaps than tokens.
+  const size_t tokens = vocab_.size() + added_.size();
+  if (size_t(max_id) >= 2 * tokens + 256)
+    refuse("ids run up to " + std::to_string(max_id) + " for " + std::to_string(tokens) +
+           " tokens; ids that are mostly gaps are not supported");
   id_to_token_.assign(max_id + 1, std::string());
   has_id_.assign(max_id + 1, false);
   special_.assign(max_id + 1, false);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -60,9 +61,11 @@ inline nlohmann::json selection_vectors() {
   return nlohmann::json::parse(in);
 }
 
-inline acre_array array(acre_dtype dtype, std::vector<int64_t> dims, const void *data) {
+// An acre_array over `data`, its byte count from the dtype and dims. The name matters where the core
+// keeps arrays by name (a store's snapshots); the fuzz targets (native/fuzz) build theirs here too.
+inline acre_array array(const char *name, acre_dtype dtype, std::vector<int64_t> dims, const void *data) {
   acre_array a{};
-  a.info.name = "array";
+  a.info.name = name;
   a.info.dtype = dtype;
   a.info.rank = int32_t(dims.size());
   size_t count = 1;
@@ -70,6 +73,10 @@ inline acre_array array(acre_dtype dtype, std::vector<int64_t> dims, const void 
   a.info.bytes = count * acre_dtype_size(dtype);
   a.data = data;
   return a;
+}
+
+inline acre_array array(acre_dtype dtype, std::vector<int64_t> dims, const void *data) {
+  return array("array", dtype, std::move(dims), data);
 }
 
 inline int finish(const char *name) {

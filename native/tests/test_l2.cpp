@@ -3,6 +3,7 @@
 // (float16 rounding, .npz files np.savez wrote) is checked by tests/test_l2.py, which has numpy.
 #include <fcntl.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <cstdio>
@@ -19,6 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::array;
 using test::error_mentions;
 using test::read_file;
 
@@ -30,18 +32,6 @@ constexpr int32_t S = 4, L = 2, H = 2, D = 8, LP = 1, R = 2;
 
 acre_store_meta meta(const char *codec, const char *fingerprint = "model-a") {
   return {fingerprint, S, L, H, D, LP, R, codec};
-}
-
-acre_array array(const char *name, acre_dtype dtype, std::vector<int64_t> dims, const void *data) {
-  acre_array a{};
-  a.info.name = name;
-  a.info.dtype = dtype;
-  a.info.rank = int32_t(dims.size());
-  size_t count = 1;
-  for (size_t i = 0; i < dims.size(); ++i) a.info.dims[i] = dims[i], count *= size_t(dims[i]);
-  a.info.bytes = count * acre_dtype_size(dtype);
-  a.data = data;
-  return a;
 }
 
 // A span of n tokens with K/V values that float16 keeps exactly (multiples of 1/8 below 64).
@@ -177,6 +167,41 @@ void test_a_torn_or_corrupt_last_record_is_discarded_and_a_corrupt_span_never_se
   acre_store_free(store);
 }
 
+// A record whose first token runs past int64 (a flipped high byte, its crc32 made right: the last record's
+// is checked on open) ends the store there, as any damaged header does, so the store never serves a span
+// there or finishes with a document length that overflows (native/fuzz: fuzz_spans found it). The
+// writer takes no such start either.
+void test_a_first_token_past_int64_ends_the_store_there() {
+  const fs::path dir = scratch("start");
+  acre_store *store = create(dir);
+  fill(store);
+  acre_store_free(store);
+  const acre_store_meta m = meta("float16");
+  size_t rb = 0;
+  CHECK(acre_store_record_bytes(&m, &rb) == ACRE_OK);
+  const std::string data = read_file(dir / "spans.bin");
+  for (uint64_t start : {uint64_t(INT64_MAX) - 2, uint64_t(1) << 63}) {
+    std::string damaged = data;
+    auto *last = reinterpret_cast<uint8_t *>(&damaged[2 * rb]);
+    std::memcpy(last + 12, &start, 8);
+    std::memset(last + 20, 0, 4);
+    const auto crc = uint32_t(::crc32(0, last, uInt(rb)));
+    std::memcpy(last + 20, &crc, 4);
+    write(dir / "spans.bin", damaged);
+    store = open(dir, 1);
+    CHECK(store && acre_store_span_count(store) == 2 && fs::file_size(dir / "spans.bin") == 2 * rb);
+    const int32_t ids[] = {1, 2};
+    const acre_array saved = array("ids", ACRE_DTYPE_INT32, {2}, ids);
+    CHECK(acre_store_finish(store, &saved, 1, "{}") == ACRE_OK &&
+          std::string(acre_store_info_json(store)).find("\"document_tokens\": 8,") != std::string::npos);
+    acre_store_free(store);
+  }
+  store = create(scratch("start_append"));
+  CHECK(append(store, INT64_MAX - 1, SpanData(S, 1)) == ACRE_ERR_INVALID_ARGUMENT &&
+        error_mentions("a span cannot start at token 9223372036854775806"));
+  acre_store_free(store);
+}
+
 void test_one_writer_at_a_time() {
   const fs::path dir = scratch("lock");
   acre_store *first = create(dir);
@@ -297,6 +322,7 @@ int main() {
   test_both_codecs_round_trip_and_reopen();
   test_float16_rounds_to_nearest_even();
   test_a_torn_or_corrupt_last_record_is_discarded_and_a_corrupt_span_never_served();
+  test_a_first_token_past_int64_ends_the_store_there();
   test_one_writer_at_a_time();
   test_stores_that_cannot_be_served_are_refused_naming_the_file();
   test_snapshots_round_trip_and_damage_is_refused();
