@@ -339,7 +339,9 @@ POLICY_ORDER = ("acre", "full", "bm25", "embedding", "streaming", "infinipot", "
 SUITE_RUNS = {  # results file: what it is
     "suite": "the suite (`benchmarks/suite.sh`)",
     "suite_pilot": "a pilot on the real model, fewer cases",
-    "suite_variants": "acre's switches tried on the dev split, beside the suite's own acre rows",
+    "suite_variants": "acre's switches tried on the dev split, beside acre's rows of the same program "
+    "(`benchmarks/results/suite_first.jsonl`, the suite's first run)",
+    "suite_first": "the suite's first run (2k, three families, the program shipped then)",
 }
 FAMILY_TEXT = {
     "single": "one fact (number, code, name, place or phrase) from 15 templates, question worded like it",
@@ -447,6 +449,40 @@ def suite_section(results: Path, name: str, beside: list[dict] | None = None) ->
                   "in the sinks or the recent window), and by the model reading it otherwise. A RAG peer "
                   "had it if the chunks it retrieved hold it whole.", "", *stage_table(mine)]  # fmt: skip
     return "\n".join(lines)
+
+
+def paired_section(results: Path, before: str, after: list[dict]) -> str:
+    """acre's rows of results/BEFORE.jsonl against `after` (acre's rows of the suite), case by case
+    (the same seeds): a change of the runtime measured on the same cases, which only it tells apart."""
+    runs, rows = load(before, results)
+    old = {(r["family"], r["length"], r["seed"]): r for r in rows if label(r) == "acre" and "correct" in r}
+    new = {(r["family"], r["length"], r["seed"]): r for r in after if label(r) == "acre" and "correct" in r}
+    if not old:
+        return ""
+    table = []
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    for family, n in sorted({k[:2] for k in old}, key=lambda k: (order[k[0]], k[1])):
+        keys = [k for k in old if k[:2] == (family, n) and k in new]
+        if not keys:
+            continue
+        a = [old[k]["correct"] for k in keys]
+        b = [new[k]["correct"] for k in keys]
+        shown = [(old[k]["evidence_shown"], new[k]["evidence_shown"]) for k in keys]
+        table.append([
+            family, f"{n:,}", share(sum(a), len(a)), share(sum(b), len(b)),
+            str(sum(x and not y for x, y in zip(a, b, strict=True))),
+            str(sum(y and not x for x, y in zip(a, b, strict=True))),
+            f"{sum(x for x, _ in shown)} / {sum(y for _, y in shown)}",
+        ])  # fmt: skip
+    a_all = sum(r["correct"] for k, r in old.items() if k in new)
+    b_all = sum(new[k]["correct"] for k in old if k in new)
+    both = sum(1 for k in old if k in new)
+    if not both:
+        return ""
+    table.append(["all", "", share(a_all, both), share(b_all, both), "", "", ""])
+    header = ["family", "tokens", "before", "now", "only before", "only now", "evidence shown (before/now)"]
+    intro = f"`benchmarks/results/{before}.jsonl` (before) against the suite's acre rows (now), same cases."
+    return "\n".join([f"{intro} {config_line(runs)}", "", *md_table(header, table)])
 
 
 def engine_section(results: Path, shipped: str = "suite", eager: str = "suite_eager") -> str:
@@ -583,6 +619,13 @@ def config_line(runs: list[dict]) -> str:
     return f"Machine: {m.get('cpus')} CPUs; commit {', '.join(commits)}; versions {m.get('versions')}."
 
 
+SELECTION_TEXT = """A question's refill budget (6 spans of 64 tokens with the default pot) went to the 6 best
+spans before: the 0.9-mass cut reached the budget for nearly every question, since the attention
+part of the score is spread over every span, and the first two cores' neighbours filled it, so a
+third value of a key was never refilled. Now no core scores under 0.4 of the best (`min_spans` still
+makes two), every core comes first, then the carried spans of a dialogue, then the neighbours ring
+by ring (`native/src/selection.cpp`, docs/design-notes.md). Chosen on the dev split: the same cases,
+before and now; "only before" counts the cases the old rule answered and the new one does not."""
 NEEDLE_TEXT = (
     'The sentence "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a '
     'sunny day." hidden in the essays of shared/data; the question: "What is the best thing to do in '
@@ -647,9 +690,15 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
     ingest_figure = "![ingest speed](plots/ingest_vs_length.png)" if has_ingest else ""
     pilot = suite_section(results, "suite_pilot")
     pilot_text = f"## Pilot on the real model\n\n{pilot}\n" if pilot else ""
-    acre_rows = [r for r in load("suite", results)[1] if r.get("policy") == "acre" and not r.get("switches")]
-    variants = suite_section(results, "suite_variants", beside=acre_rows)
+
+    def acre_of(name: str) -> list[dict]:
+        return [r for r in load(name, results)[1] if r.get("policy") == "acre" and not r.get("switches")]
+
+    variants = suite_section(results, "suite_variants", beside=acre_of("suite_first"))
     variants_text = f"## Experiments: acre's switches on the dev split\n\n{variants}\n" if variants else ""
+    selection = paired_section(results, "suite_neighbourhoods_first", acre_of("suite"))
+    title = "## Experiment: fewer cores, every core before any neighbour"
+    selection_text = f"{title}\n\n{SELECTION_TEXT}\n\n{selection}\n" if selection else ""
     engines = engine_section(results, shipped="suite_split")  # the program shipped now (issue 16)
     engines_text = f"## The shipped program against the eager module\n\n{engines}\n" if engines else ""
     text = f"""# Benchmarks
@@ -678,6 +727,7 @@ used for tuning: run it to report a change once it is made, never to choose one.
 {suite_section(results, "suite")}
 
 {pilot_text}
+{selection_text}
 {variants_text}
 {engines_text}
 ## Memory and speed of `acre` against document length
