@@ -451,12 +451,12 @@ def suite_section(results: Path, name: str, beside: list[dict] | None = None) ->
     return "\n".join(lines)
 
 
-def paired_section(results: Path, before: str, after: list[dict]) -> str:
-    """acre's rows of results/BEFORE.jsonl against `after` (acre's rows of the suite), case by case
-    (the same seeds): a change of the runtime measured on the same cases, which only it tells apart."""
-    runs, rows = load(before, results)
-    old = {(r["family"], r["length"], r["seed"]): r for r in rows if label(r) == "acre" and "correct" in r}
-    new = {(r["family"], r["length"], r["seed"]): r for r in after if label(r) == "acre" and "correct" in r}
+def paired_section(results: Path, tried: str, shipped: list[dict]) -> str:
+    """acre's rows of results/TRIED.jsonl (a change of the runtime) against `shipped` (acre's rows of the
+    suite), case by case on the cases both ran (the same seeds), which only this tells apart."""
+    runs, rows = load(tried, results)
+    new = {(r["family"], r["length"], r["seed"]): r for r in rows if label(r) == "acre" and "correct" in r}
+    old = {(r["family"], r["length"], r["seed"]): r for r in shipped if label(r) == "acre" and "correct" in r}
     if not old:
         return ""
     table = []
@@ -480,8 +480,16 @@ def paired_section(results: Path, before: str, after: list[dict]) -> str:
     if not both:
         return ""
     table.append(["all", "", share(a_all, both), share(b_all, both), "", "", ""])
-    header = ["family", "tokens", "before", "now", "only before", "only now", "evidence shown (before/now)"]
-    intro = f"`benchmarks/results/{before}.jsonl` (before) against the suite's acre rows (now), same cases."
+    header = [
+        "family",
+        "tokens",
+        "shipped",
+        "tried",
+        "only shipped",
+        "only tried",
+        "evidence shown (shipped/tried)",
+    ]
+    intro = f"The suite's acre rows (shipped) against `benchmarks/results/{tried}.jsonl` (tried), same cases."
     return "\n".join([f"{intro} {config_line(runs)}", "", *md_table(header, table)])
 
 
@@ -619,13 +627,14 @@ def config_line(runs: list[dict]) -> str:
     return f"Machine: {m.get('cpus')} CPUs; commit {', '.join(commits)}; versions {m.get('versions')}."
 
 
-SELECTION_TEXT = """A question's refill budget (6 spans of 64 tokens with the default pot) went to the 6 best
-spans before: the 0.9-mass cut reached the budget for nearly every question, since the attention
-part of the score is spread over every span, and the first two cores' neighbours filled it, so a
-third value of a key was never refilled. Now no core scores under 0.4 of the best (`min_spans` still
-makes two), every core comes first, then the carried spans of a dialogue, then the neighbours ring
-by ring (`native/src/selection.cpp`, docs/design-notes.md). Chosen on the dev split: the same cases,
-before and now; "only before" counts the cases the old rule answered and the new one does not."""
+SELECTION_TEXT = """A question's refill budget (6 spans of 64 tokens with the default pot) goes to the 6 best
+spans: the 0.9-mass cut reaches the budget for nearly every question, since the attention part of
+the score is spread over every span, and the first two cores' neighbours fill it, so a third value
+of a key is rarely refilled. Tried: no core under 0.4 of the best (`min_spans` still makes two),
+every core first, then the carried spans of a dialogue, then the neighbours ring by ring. Chosen on
+the dev split and then run once on the held-out split; "only tried" counts the cases the tried rule
+answered and the shipped one did not. Not kept: the real-model dialogue test's third turn
+(tests/test_real_model.py) echoed its question instead of answering it (docs/design-notes.md)."""
 NEEDLE_TEXT = (
     'The sentence "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a '
     'sunny day." hidden in the essays of shared/data; the question: "What is the best thing to do in '
@@ -696,8 +705,8 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
 
     variants = suite_section(results, "suite_variants", beside=acre_of("suite_first"))
     variants_text = f"## Experiments: acre's switches on the dev split\n\n{variants}\n" if variants else ""
-    selection = paired_section(results, "suite_neighbourhoods_first", acre_of("suite"))
-    title = "## Experiment: fewer cores, every core before any neighbour"
+    selection = paired_section(results, "suite_fewer_cores", acre_of("suite"))
+    title = "## Experiment, not kept: fewer cores, every core before any neighbour"
     selection_text = f"{title}\n\n{SELECTION_TEXT}\n\n{selection}\n" if selection else ""
     engines = engine_section(results, shipped="suite_split")  # the program shipped now (issue 16)
     engines_text = f"## The shipped program against the eager module\n\n{engines}\n" if engines else ""

@@ -220,12 +220,10 @@ def test_a_follow_up_refills_the_spans_the_turn_before_was_about(chatting):
 
 
 def test_carried_spans_take_up_to_half_the_budget_before_any_neighbour():
-    scores = np.array([0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0])
+    scores = np.array([0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     assert choose_and_say_why(scores, 4, 0.9, 1, 1) == ([0, 1, 2, 8], [1, 8])
-    # two slots kept for the carried: the cores, then the carried, and no room is left for neighbours
-    assert choose_and_say_why(scores, 4, 0.9, 1, 1, carried=[6, 3, 5]) == ([1, 3, 6, 8], [1, 8, 6, 3])
-    # every core before any neighbour, then each core's neighbours, best core first
-    assert choose_and_say_why(scores, 5, 0.9, 1, 1) == ([0, 1, 2, 7, 8], [1, 8])
+    # two slots kept for the carried: the cores are cut to two, their neighbours wait
+    assert choose_and_say_why(scores, 4, 0.9, 1, 1, carried=[6, 3, 5]) == ([0, 1, 3, 6], [1, 6, 3])
     # a carried span that is a core or a neighbour takes no room of its own
     assert choose_and_say_why(scores, 4, 0.9, 1, 1, carried=[1]) == ([0, 1, 2, 8], [1, 8])
     assert choose_spans(scores, 4, 0.9, 1, 1, carried=[42]) == [0, 1, 2, 8]  # not a span: ignored

@@ -42,8 +42,8 @@ def combine_scores(
 
 def core_spans(scores: np.ndarray, budget: int, mass: float, min_spans: int) -> list[int]:
     """The spans a question is about, best first: the fewest of the positive-scored spans (ranked,
-    ties: lower index first) whose running sum reaches `mass` of their total, none scoring under 0.4
-    of the best, at least `min_spans`, at most `budget`."""
+    ties: lower index first) whose running sum reaches `mass` of their total, at least `min_spans`,
+    at most `budget`."""
     return _native.core_spans(_values(scores), budget, mass, min_spans)
 
 
@@ -67,12 +67,11 @@ def choose_and_say_why(
     neighbors: int,
     carried: Iterable[int] = (),
 ) -> tuple[list[int], list[int]]:
-    """(the spans to refill in document order, the spans the question is about). First the core
-    spans (dynamic cut-off by score density), then up to half the budget for the `carried` spans,
-    those the turn before in a dialogue was about, so that a follow-up naming nothing still sees its
-    passage, then the cores' neighbours ring by ring (each core's 1 before and 1 after, best core
-    first, then 2 before and after, ...) while the budget lasts. The question is about the cores and
-    the carried."""
+    """(the spans to refill in document order, the spans the question is about). The core spans
+    (dynamic cut-off by score density) each bring their neighbours (1 before, 1 after, 2 before,
+    ...) while the budget lasts. Up to half the budget goes first to the `carried` spans, those the
+    turn before in a dialogue was about, so that a follow-up naming nothing still sees its passage;
+    what they leave goes to more neighbours. The question is about the cores and carried refilled."""
     return _native.choose_spans(_values(scores), budget, mass, min_spans, neighbors, _ints(carried))
 
 

@@ -61,11 +61,6 @@ constexpr DD INV_FACTORIAL[] = {
 constexpr int TERMS = 10;      // |s| < 2^-11: the first term left out is below 2^-120 of the sum
 constexpr int SQUARINGS = 10;  // s = r / 2^10
 
-// The attention part of a span's score is spread thinly over every span, so the mass cut alone
-// reached the refill budget for nearly every question, and each question was shown as many spans
-// as fit: the distractors of the one asked about among them (docs/design-notes.md, issue 15).
-constexpr double CORE_SHARE = 0.4;
-
 [[noreturn]] void bad(const std::string &message) { fail(ACRE_ERR_INVALID_ARGUMENT, message); }
 
 std::string value_text(double v) {
@@ -188,9 +183,6 @@ std::vector<int64_t> core_spans(const double *scores, size_t n, int32_t budget, 
   for (size_t i = 0; i < order.size(); ++i) cumulative[i] = running += scores[order[i]];
   size_t count = 1;  // spans before the running share first reaches mass, and that one
   while (count <= order.size() && cumulative[count - 1] / running < mass) ++count;
-  size_t strong = 1;  // and none scoring under CORE_SHARE of the best
-  while (strong < order.size() && scores[order[strong]] >= CORE_SHARE * scores[order[0]]) ++strong;
-  count = std::min(count, strong);
   order.resize(std::min({std::max(count, size_t(min_spans)), size_t(budget), order.size()}));
   return order;
 }
@@ -216,18 +208,22 @@ Choice choose_spans(const double *scores, size_t n, int32_t budget, double mass,
     out.spans.push_back(span);
     chosen[span] = true;
   };
-  // Every core before any neighbour: another span the question is about is worth more than the
-  // context around the first one (three values of one key spread over a document need three cores)
-  for (int64_t c : cores) take(c);  // core_spans left room for the carried
-  for (int64_t c : carried) take(c);
-  // then the neighbours ring by ring: every core's first before and after, then the second, ...
-  for (int64_t d = 1; d <= int64_t(neighbors); ++d)
+  const auto add_neighbourhoods = [&](size_t limit) {
     for (int64_t span : cores)
-      for (const int64_t near : {span - d, span + d})
-        if (out.spans.size() < size_t(budget) && near >= 0 && uint64_t(near) < n && !chosen[near]) take(near);
+      for (int64_t d = 0; d <= 2 * int64_t(neighbors); ++d) {  // span, span - 1, span + 1, span - 2, ...
+        const int64_t near = span + (d % 2 ? -(d + 1) / 2 : d / 2);
+        if (out.spans.size() < limit && near >= 0 && uint64_t(near) < n && !chosen[near]) take(near);
+      }
+  };
+  add_neighbourhoods(size_t(budget) - carried.size());
+  for (int64_t c : carried)
+    if (!chosen[c]) take(c);
+  add_neighbourhoods(size_t(budget));
   std::sort(out.spans.begin(), out.spans.end());
-  out.about = cores;
-  out.about.insert(out.about.end(), carried.begin(), carried.end());
+  for (int64_t c : cores)
+    if (chosen[c]) out.about.push_back(c);
+  for (int64_t c : carried)
+    if (chosen[c]) out.about.push_back(c);
   return out;
 }
 

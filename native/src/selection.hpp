@@ -25,8 +25,8 @@ std::vector<double> combine_scores(const double *attention, const double *index_
                                    size_t n);
 
 // The spans a question is about, best first: the fewest of the positive-scored spans (ranked, ties:
-// lower index first) whose running sum reaches `mass` of their total, none scoring under 0.4 of the
-// best, at least min_spans, at most budget.
+// lower index first) whose running sum reaches `mass` of their total, at least min_spans, at most
+// budget.
 std::vector<int64_t> core_spans(const double *scores, size_t n, int32_t budget, double mass,
                                 int32_t min_spans);
 
@@ -35,9 +35,9 @@ struct Choice {
   std::vector<int64_t> about;  // what the question is about: its cores and the carried refilled
 };
 
-// The core spans first, then up to half the budget to the carried spans (those the turn before was
-// about; ids that are no span are ignored), then the cores' neighbours ring by ring (each core's 1
-// before and 1 after, best core first, then 2 before and after, ...) while the budget lasts.
+// The core spans each bring their neighbours (1 before, 1 after, 2 before, ...) while the budget
+// lasts. Up to half the budget goes first to the carried spans (those the turn before was about;
+// ids that are no span are ignored); what they leave goes to more neighbours.
 Choice choose_spans(const double *scores, size_t n, int32_t budget, double mass, int32_t min_spans,
                     int32_t neighbors, const int64_t *carried, size_t n_carried);
 
