@@ -451,35 +451,37 @@ def suite_section(results: Path, name: str, beside: list[dict] | None = None) ->
     return "\n".join(lines)
 
 
+def acre_pairs(rows: list[dict], others: list[dict]) -> list[tuple[dict, dict]]:
+    """(row, other) of acre with no switches on the very same case (seed, family, length, split)."""
+
+    def key(r: dict) -> tuple:
+        return (r["family"], r["length"], r.get("split"), r["seed"])
+
+    def plain(r: dict) -> bool:
+        return r.get("policy") == "acre" and not r.get("switches") and "correct" in r
+
+    by_case = {key(r): r for r in others if plain(r)}
+    return [(r, by_case[key(r)]) for r in rows if plain(r) and key(r) in by_case]
+
+
 def paired_section(results: Path, tried: str, shipped: list[dict]) -> str:
-    """acre's rows of results/TRIED.jsonl (a change of the runtime) against `shipped` (acre's rows of the
-    suite), case by case on the cases both ran (the same seeds), which only this tells apart."""
+    """`shipped` (acre's rows of the suite) against acre's rows of results/TRIED.jsonl (a change of the
+    runtime), case by case on the cases both ran, which only this tells apart."""
     runs, rows = load(tried, results)
-    new = {(r["family"], r["length"], r["seed"]): r for r in rows if label(r) == "acre" and "correct" in r}
-    old = {(r["family"], r["length"], r["seed"]): r for r in shipped if label(r) == "acre" and "correct" in r}
-    if not old:
+    pairs = acre_pairs(shipped, rows)
+    if not pairs:
         return ""
     table = []
     order = {f: i for i, f in enumerate(FAMILIES)}
-    for family, n in sorted({k[:2] for k in old}, key=lambda k: (order[k[0]], k[1])):
-        keys = [k for k in old if k[:2] == (family, n) and k in new]
-        if not keys:
-            continue
-        a = [old[k]["correct"] for k in keys]
-        b = [new[k]["correct"] for k in keys]
-        shown = [(old[k]["evidence_shown"], new[k]["evidence_shown"]) for k in keys]
+    cells = sorted({(a["family"], a["length"]) for a, _ in pairs}, key=lambda k: (order[k[0]], k[1]))
+    for family, n in [*cells, ("all", None)]:
+        mine = [(a, b) for a, b in pairs if family == "all" or (a["family"], a["length"]) == (family, n)]
         table.append([
-            family, f"{n:,}", share(sum(a), len(a)), share(sum(b), len(b)),
-            str(sum(x and not y for x, y in zip(a, b, strict=True))),
-            str(sum(y and not x for x, y in zip(a, b, strict=True))),
-            f"{sum(x for x, _ in shown)} / {sum(y for _, y in shown)}",
+            family, f"{n:,}" if n else "", found([a for a, _ in mine]), found([b for _, b in mine]),
+            str(sum(a["correct"] and not b["correct"] for a, b in mine)),
+            str(sum(b["correct"] and not a["correct"] for a, b in mine)),
+            f"{sum(a['evidence_shown'] for a, _ in mine)} / {sum(b['evidence_shown'] for _, b in mine)}",
         ])  # fmt: skip
-    a_all = sum(r["correct"] for k, r in old.items() if k in new)
-    b_all = sum(new[k]["correct"] for k in old if k in new)
-    both = sum(1 for k in old if k in new)
-    if not both:
-        return ""
-    table.append(["all", "", share(a_all, both), share(b_all, both), "", "", ""])
     header = [
         "family",
         "tokens",
@@ -499,17 +501,7 @@ def engine_section(results: Path, shipped: str = "suite", eager: str = "suite_ea
     over all of them and over those where both refilled the same spans (there only the weights differ)."""
     eager_runs, eager_rows = load(eager, results)
     pick = [r for r in load(shipped, results)[1] if r.get("engine") == "executorch"]
-    program = {
-        (r["family"], r["length"], r.get("split"), r["seed"]): r
-        for r in pick
-        if r.get("policy") == "acre" and not r.get("switches") and "correct" in r
-    }
-    pairs = [
-        (r, program[key])
-        for r in eager_rows
-        if r.get("policy") == "acre" and not r.get("switches") and "correct" in r
-        and (key := (r["family"], r["length"], r.get("split"), r["seed"])) in program
-    ]  # fmt: skip
+    pairs = acre_pairs(eager_rows, pick)
     if not pairs:
         return ""
     table = []
