@@ -50,10 +50,15 @@ def run_acre(args: argparse.Namespace) -> dict[str, Any]:
         ingest_s = time.perf_counter() - started
         flash = sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file())
         question = session.question_prompt_ids(QUESTION)
+        core = getattr(session.engine, "core", None)  # the ExecuTorch engine counts its calls
+        methods = session.bundle.manifest["programs"].get("executorch", {}).get("methods", {})
+        before = {name: core.calls(rows) for name, rows in methods.items()} if core else {}
         started = time.perf_counter()
         tokens = session.generate(question, max_new_tokens=args.new_tokens + 1, stop_at_eos=False)
         next(tokens)
         first_s = time.perf_counter() - started
+        # the steps the first answer token took, by method: where its time goes
+        first_calls = {name: core.calls(methods[name]) - n for name, n in before.items()} if core else {}
         started = time.perf_counter()
         decoded = sum(1 for _ in tokens)
         decode_s = time.perf_counter() - started
@@ -62,6 +67,8 @@ def run_acre(args: argparse.Namespace) -> dict[str, Any]:
         "pot": session.pot.capacity,
         "ingest_tok_s": round(len(ids) / ingest_s, 1),
         "first_token_s": round(first_s, 3),
+        "first_token_calls": first_calls,
+        "question_tokens": len(question),
         "decode_tokens": decoded,
         "decode_tok_s": round(decoded / decode_s, 1),
         "flash_bytes_per_token": round(flash / len(ids), 1),
@@ -109,17 +116,19 @@ def report(path: Path) -> str:
     by = {(r["engine"] != "llama.cpp", r["length"]): r for r in rows if "skipped" not in r}
     lines = [
         f"run {run}",
-        "| engine | tokens | ingest tok/s | first token s | decode tok/s | peak RSS MiB | flash B/token |",
+        "| engine | tokens | ingest tok/s | first token s | its steps | decode tok/s | peak RSS MiB "
+        "| flash B/token |",
     ]
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['engine']} | {r['length']} | {r['skipped']} | | | | |")
+            lines.append(f"| {r['engine']} | {r['length']} | {r['skipped']} | | | | | |")
             continue
         rss = r.get("peak_rss_bytes", 0) / 2**20
         flash = r.get("flash_bytes_per_token", "")
+        steps = ", ".join(f"{name} {n}" for name, n in r.get("first_token_calls", {}).items() if n)
         lines.append(
-            f"| {r['engine']} | {r['length']} | {r['ingest_tok_s']} | {r['first_token_s']} | "
+            f"| {r['engine']} | {r['length']} | {r['ingest_tok_s']} | {r['first_token_s']} | {steps} | "
             f"{r['decode_tok_s']} | {rss:.0f} | {flash} |"
         )
     for length in sorted({n for _, n in by}):

@@ -37,6 +37,20 @@ def test_greedy_answer_equals_transformers_generate(tiny_bundle, tiny_checkpoint
     assert answer == expected
 
 
+def test_a_short_question_is_prefilled_by_the_short_method_with_the_same_answer(tiny_bundle, tiny_checkpoint):
+    """A call costs its rows used or not: the question takes the program's C/4-row method."""
+    session = Session(tiny_bundle, engine="executorch", policy="full")
+    session.ingest(DOCUMENT)
+    core, short = session.engine.core, session.bundle.chunk // 4
+    question = session.tokenizer.encode("\nkey?")
+    assert 1 < len(question) <= short
+    before = core.calls(short), core.calls(session.bundle.chunk)
+    answer = list(session.generate(question, max_new_tokens=24))
+    assert (core.calls(short), core.calls(session.bundle.chunk)) == (before[0] + 1, before[1])
+    assert answer == hf_greedy(tiny_checkpoint.model, session.prompt_ids, 24, session.bundle.eos_token_ids)
+    assert len(answer) >= 8
+
+
 @pytest.mark.parametrize("engine", ["executorch", "onnx"])
 @pytest.mark.parametrize("chunk", [16, 1])
 def test_exported_programs_match_the_eager_module(tiny_bundle, engine, chunk):

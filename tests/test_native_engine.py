@@ -43,7 +43,9 @@ def test_the_engine_lists_the_manifests_inputs_and_outputs_with_the_programs_sha
     bundle = Bundle.open(tiny_bundle)
     engine = Engine.executorch(NativeBundle(str(tiny_bundle)))
     step, g = bundle.manifest["step"], bundle.geometry
-    for rows in (bundle.chunk, 1):
+    methods = bundle.manifest["programs"]["executorch"]["methods"]
+    assert methods == {"prefill": bundle.chunk, "decode": 1, "short": bundle.chunk // 4}
+    for rows in methods.values():
         assert [name for name, _, _ in engine.inputs(rows)] == step["inputs"]
         assert [name for name, _, _ in engine.outputs(rows)] == step["outputs"]
         shapes = {name: (dtype, shape) for name, dtype, shape in engine.inputs(rows) + engine.outputs(rows)}
@@ -55,10 +57,10 @@ def test_the_engine_lists_the_manifests_inputs_and_outputs_with_the_programs_sha
         assert shapes["logits"] == ("float32", (g.vocab,))
 
 
-@pytest.mark.parametrize("rows", ["chunk", 1])
-def test_the_core_engine_gives_the_eager_modules_outputs(tiny_bundle, rows):
+@pytest.mark.parametrize("method", ["prefill", "short", "decode"])
+def test_the_core_engine_gives_the_eager_modules_outputs(tiny_bundle, method):
     bundle = Bundle.open(tiny_bundle)
-    rows = bundle.chunk if rows == "chunk" else rows
+    rows = bundle.manifest["programs"]["executorch"]["methods"][method]
     inputs = random_inputs(bundle, rows)
     engine = ExecuTorchEngine(bundle)
     before = [a.copy() for a in engine.arrays(inputs)]
@@ -75,10 +77,11 @@ def test_the_core_engine_gives_the_eager_modules_outputs(tiny_bundle, rows):
 
 
 def test_prefill_then_decode_alternate_on_one_engine(tiny_bundle):
-    """Both methods share one planned memory arena: each call's outputs are its own."""
+    """The methods share one planned memory arena: each call's outputs are its own."""
     bundle = Bundle.open(tiny_bundle)
     engine, reference = ExecuTorchEngine(bundle), open_engine(bundle, "torch")
-    for seed, rows in enumerate([bundle.chunk, 1, 1, bundle.chunk, 1]):
+    short = bundle.chunk // 4
+    for seed, rows in enumerate([bundle.chunk, 1, short, 1, bundle.chunk, short, 1]):
         inputs = random_inputs(bundle, rows, seed)
         got, want = engine.step(inputs), reference.step(inputs)
         assert np.abs(got.logits - want.logits).max() < TOL
@@ -181,13 +184,14 @@ def test_a_program_that_plans_no_inputs_or_outputs_runs_on_the_callers_buffers(b
     from executorch.exir.passes import MemoryPlanningPass
 
     from acre.bundle import file_entries, write_manifest
+    from acre.exporter.programs import executorch_methods
 
     bundle = Bundle.open(bundle_copy)
     step = open_engine(bundle, "torch").model
     with torch.no_grad():
         programs = {
             name: torch.export.export(step, step.example_inputs(rows, bundle.pot))
-            for name, rows in (("prefill", bundle.chunk), ("decode", 1))
+            for name, rows in executorch_methods(bundle.chunk).items()
         }
     plan = MemoryPlanningPass(alloc_graph_input=False, alloc_graph_output=False)
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])

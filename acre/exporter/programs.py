@@ -1,7 +1,8 @@
 """Trace the step module into each target's program file.
 
-Every target gets the same signature (`acre.signature.input_names` -> `OUTPUT_NAMES`) with two entry
-points: `prefill` (C tokens) and `decode` (1 token), over a pot of P slots.
+Every target gets the same signature (`acre.signature.input_names` -> `OUTPUT_NAMES`) with entry
+points `prefill` (C tokens) and `decode` (1 token), over a pot of P slots; the ExecuTorch program also
+has `short` (C/4 tokens) for questions, which would pay for C rows in `prefill`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,17 @@ from acre.step import StepModel
 log = logging.getLogger(__name__)
 
 
+def executorch_methods(chunk: int) -> dict[str, int]:
+    """Rows per call of each method: a call costs its rows whatever part of them is used, and a
+    question (20-40 tokens) is prefilled twice before the first answer token."""
+    methods = {"prefill": chunk, "decode": 1}
+    if 1 < chunk // 4 < chunk:
+        methods["short"] = chunk // 4
+    return methods
+
+
 def export_executorch(step: StepModel, chunk: int, pot: int, out: Path) -> dict[str, Any]:
-    """One .pte with methods `prefill` and `decode`, lowered to XNNPACK (weights are shared).
+    """One .pte with `executorch_methods(chunk)`, lowered to XNNPACK (weights are shared).
     Inputs are not memory-planned: the runtime hands its own pot buffers to the program, which
     reads them where they are instead of copying them into planned memory on every call."""
     try:
@@ -31,14 +41,14 @@ def export_executorch(step: StepModel, chunk: int, pot: int, out: Path) -> dict[
         raise EngineError("executorch is not installed: pip install 'acre[android]'") from exc
     with torch.no_grad():
         programs = {
-            "prefill": torch.export.export(step, step.example_inputs(chunk, pot)),
-            "decode": torch.export.export(step, step.example_inputs(1, pot)),
+            name: torch.export.export(step, step.example_inputs(rows, pot))
+            for name, rows in executorch_methods(chunk).items()
         }
     log.info("lowering to XNNPACK (minutes for a full model)")
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
     config = ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False))
     out.write_bytes(edge.to_executorch(config).buffer)
-    return {"file": out.name, "methods": {"prefill": chunk, "decode": 1}, "backend": "xnnpack"}
+    return {"file": out.name, "methods": executorch_methods(chunk), "backend": "xnnpack"}
 
 
 def export_onnx(step: StepModel, chunk: int, pot: int, out: Path) -> dict[str, Any]:

@@ -28,8 +28,9 @@ extern "C" {
 #endif
 
 #define ACRE_ABI_VERSION                                                                                   \
-  6 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection; 4: the pot; 5: policies, the \
-       session's ingest, reopen and resume; 6: the bundle fingerprint */
+  7 /* 2: the L2 store, ACRE_DTYPE_INT8; 3: span index, BM25, span selection; 4: the pot; 5: policies, the \
+       session's ingest, reopen and resume; 6: the bundle fingerprint; 7: acre_engine_calls, methods by    \
+       rows */
 
 /* ---- status and errors ------------------------------------------------------------------- */
 
@@ -172,9 +173,10 @@ acre_status acre_token_to_id(const acre_tokenizer *tokenizer, const char *token,
 
 /*
  * An engine runs the bundle's step program: one transformer pass of `rows` tokens over the pot.
- * rows is the prefill chunk (C) or 1 (decode). Inputs and outputs are buffers in the order the
- * manifest lists them under step.inputs / step.outputs; acre_engine_input_info says each one's
- * dtype and shape.
+ * rows is one of its methods': the prefill chunk (C), 1 (decode) and, in an ExecuTorch program that
+ * has it, C/4 ("short": a question). A session steps each piece with the fewest rows that hold it. Inputs and
+ * outputs are buffers in the order the manifest lists them under step.inputs / step.outputs;
+ * acre_engine_input_info says each one's dtype and shape.
  */
 typedef struct acre_engine acre_engine;
 
@@ -185,7 +187,7 @@ typedef int32_t (*acre_step_fn)(void *user, int32_t rows, const acre_buffer *inp
                                 const acre_buffer *outputs, size_t n_outputs, char *error,
                                 size_t error_capacity);
 
-/* Run the bundle's model.pte through ExecuTorch's C++ runtime (methods "prefill" and "decode").
+/* Run the bundle's model.pte through ExecuTorch's C++ runtime (the methods its manifest lists).
  * The program's inputs are checked against the manifest (count, names' shapes, pot dtype). */
 acre_status acre_engine_open_executorch(const acre_bundle *bundle, acre_engine **out);
 /* An engine that calls `step`; shapes come from the manifest. free_user (may be NULL) is called
@@ -198,6 +200,9 @@ const char *acre_engine_name(const acre_engine *engine);
 /* Bytes of activation memory the engine's program plans for its methods (ExecuTorch's memory
  * plan; 0 for an engine that does not say): part of the process's RAM, apart from the weights. */
 size_t acre_engine_planned_bytes(const acre_engine *engine);
+
+/* Steps the method of `rows` rows has run; 0 for rows no method runs. */
+uint64_t acre_engine_calls(const acre_engine *engine, int32_t rows);
 
 size_t acre_engine_num_inputs(const acre_engine *engine);
 size_t acre_engine_num_outputs(const acre_engine *engine);

@@ -160,6 +160,9 @@ NB_MODULE(_native, m) {
           "[(name, dtype, shape)] of the method that runs `rows` rows, in manifest order.")
       .def(
           "outputs", [](const Engine &e, int32_t rows) { return e.describe(rows, true); }, nb::arg("rows"))
+      .def(
+          "calls", [](const Engine &e, int32_t rows) { return acre_engine_calls(e.handle, rows); },
+          nb::arg("rows"), "Steps the method of `rows` rows has run.")
       .def("step", &Engine::step, nb::arg("rows"), nb::arg("inputs"),
            "Run the method for `rows` rows on C-contiguous numpy inputs; returns new numpy outputs.");
   register_l2(m);

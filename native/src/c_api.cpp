@@ -316,6 +316,13 @@ size_t acre_engine_planned_bytes(const acre_engine *engine) {
   return engine ? engine->impl->planned_bytes() : 0;
 }
 
+uint64_t acre_engine_calls(const acre_engine *engine, int32_t rows) {
+  if (!engine) return 0;
+  for (const acre::Engine::Method &m : engine->impl->methods())
+    if (m.rows == rows) return m.calls;
+  return 0;
+}
+
 size_t acre_engine_num_inputs(const acre_engine *engine) { return engine ? engine->impl->num_inputs() : 0; }
 
 size_t acre_engine_num_outputs(const acre_engine *engine) { return engine ? engine->impl->num_outputs() : 0; }

@@ -203,16 +203,9 @@ Session::Session(const Bundle &bundle, Pot &pot, Policy policy, SessionConfig co
       fail(ACRE_ERR_BUNDLE, bundle.manifest_path() + ": a signal head's layer is no probe layer");
     heads_.push_back({int32_t(at - probe_layers_.begin()), head});
   }
-  for (int32_t rows : {1, g.chunk}) {
-    outputs_.emplace_back();
-    for (const std::string &name : bundle.step_outputs) {
-      auto spec = expected_spec(bundle, name, rows, true);
-      if (!spec)
-        fail(ACRE_ERR_BUNDLE,
-             bundle.manifest_path() + ": step output " + name + " is not one the core knows");
-      outputs_.back().push_back({name, *spec, std::vector<uint8_t>(spec->bytes())});
-    }
-  }
+  for (const std::string &name : bundle.step_outputs)
+    if (!expected_spec(bundle, name, g.chunk, true))
+      fail(ACRE_ERR_BUNDLE, bundle.manifest_path() + ": step output " + name + " is not one the core knows");
 }
 
 Session::~Session() {
@@ -242,7 +235,7 @@ const std::vector<Session::Output> &Session::step(const int32_t *ids, size_t n, 
   if (start + int64_t(n) > bundle_.geometry.window)
     refuse(std::to_string(start + int64_t(n)) + " positions exceed the model's window of " +
            std::to_string(bundle_.geometry.window));
-  const int32_t rows = n == 1 ? 1 : int32_t(chunk);
+  const int32_t rows = engine_->rows_for(int32_t(n));
   tokens_.assign(size_t(rows), 0);
   std::copy(ids, ids + n, tokens_.begin());
   positions_ = range(start, rows);
@@ -275,7 +268,12 @@ const std::vector<Session::Output> &Session::step(const int32_t *ids, size_t n, 
       fail(ACRE_ERR_BUNDLE,
            bundle_.manifest_path() + ": step input " + name + " is not one the session feeds");
   }
-  std::vector<Output> &outs = outputs_[rows == 1 ? 0 : 1];
+  std::vector<Output> &outs = outputs_[rows];
+  if (outs.empty())
+    for (const std::string &name : bundle_.step_outputs) {
+      const std::optional<TensorSpec> spec = expected_spec(bundle_, name, rows, true);
+      outs.push_back({name, *spec, std::vector<uint8_t>(spec->bytes())});
+    }
   std::vector<acre_buffer> out;
   for (Output &o : outs) out.push_back({o.data.data(), o.data.size()});
   engine_->step(rows, in.data(), in.size(), out.data(), out.size());

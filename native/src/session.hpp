@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -149,7 +150,7 @@ class Session {
   Document document_;
   int64_t resumed_from_ = -1;
   uint64_t epoch_ = 0;
-  std::vector<std::vector<Output>> outputs_;  // per method: [0] decode (1 row), [1] prefill (chunk)
+  std::map<int32_t, std::vector<Output>> outputs_;  // per method's rows, made on its first call
   std::vector<int64_t> tokens_, positions_, last_index_;
   // questions
   std::vector<int32_t> template_ids_;  // sorted

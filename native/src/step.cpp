@@ -62,6 +62,10 @@ std::optional<TensorSpec> expected_spec(const Bundle &bundle, const std::string 
   return std::nullopt;
 }
 
+Engine::Method &Engine::method(int32_t rows) {
+  return const_cast<Method &>(static_cast<const Engine *>(this)->method(rows));
+}
+
 const Engine::Method &Engine::method(int32_t rows) const {
   for (const Method &m : methods_)
     if (m.rows == rows) return m;
@@ -71,9 +75,18 @@ const Engine::Method &Engine::method(int32_t rows) const {
        "the step program runs " + have + " rows per call, not " + std::to_string(rows));
 }
 
+int32_t Engine::rows_for(int32_t n) const {
+  int32_t best = 0;
+  for (const Method &m : methods_)
+    if (m.rows >= n && (best == 0 || m.rows < best)) best = m.rows;
+  if (best == 0)
+    fail(ACRE_ERR_INVALID_ARGUMENT, "no method of the step program takes " + std::to_string(n) + " rows");
+  return best;
+}
+
 void Engine::step(int32_t rows, const acre_buffer *inputs, size_t n_inputs, const acre_buffer *outputs,
                   size_t n_outputs) {
-  const Method &m = method(rows);
+  Method &m = method(rows);
   auto check = [&](const std::vector<TensorSpec> &specs, const acre_buffer *buffers, size_t n,
                    const char *what) {
     if (n != specs.size())
@@ -93,6 +106,7 @@ void Engine::step(int32_t rows, const acre_buffer *inputs, size_t n_inputs, cons
   check(m.inputs, inputs, n_inputs, "input");
   check(m.outputs, outputs, n_outputs, "output");
   run(m, inputs, outputs);
+  ++m.calls;
 }
 
 namespace {

@@ -37,8 +37,13 @@ class Engine {
     std::string name;
     int32_t rows;
     std::vector<TensorSpec> inputs, outputs;
+    uint64_t calls = 0;  // steps run by this method (what a question or an ingest cost, for the profiler)
   };
   const Method &method(int32_t rows) const;
+  Method &method(int32_t rows);
+  // The fewest rows of a method that takes n tokens in one call (a call costs its rows, used or not).
+  int32_t rows_for(int32_t n) const;
+  const std::vector<Method> &methods() const { return methods_; }
   size_t num_inputs() const { return num_inputs_; }
   size_t num_outputs() const { return num_outputs_; }
   // Checks every buffer against the method's specs, then runs.

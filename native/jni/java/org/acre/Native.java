@@ -7,7 +7,7 @@ package org.acre;
  */
 final class Native {
   /** The ABI version this binding was written against (ACRE_ABI_VERSION). */
-  static final int ABI_VERSION = 6;
+  static final int ABI_VERSION = 7;
 
   static {
     System.loadLibrary("acre_jni");
