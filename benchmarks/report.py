@@ -451,24 +451,25 @@ def suite_section(results: Path, name: str, beside: list[dict] | None = None) ->
     return "\n".join(lines)
 
 
-def acre_pairs(rows: list[dict], others: list[dict]) -> list[tuple[dict, dict]]:
-    """(row, other) of acre with no switches on the very same case (seed, family, length, split)."""
+def acre_pairs(rows: list[dict], others: list[dict], switches: dict | None = None) -> list[tuple[dict, dict]]:
+    """(row, other) of acre on the very same case (seed, family, length, split): rows with no switches,
+    others with `switches` (none by default)."""
 
     def key(r: dict) -> tuple:
         return (r["family"], r["length"], r.get("split"), r["seed"])
 
-    def plain(r: dict) -> bool:
-        return r.get("policy") == "acre" and not r.get("switches") and "correct" in r
+    def acre_with(r: dict, want: dict) -> bool:
+        return r.get("policy") == "acre" and (r.get("switches") or {}) == want and "correct" in r
 
-    by_case = {key(r): r for r in others if plain(r)}
-    return [(r, by_case[key(r)]) for r in rows if plain(r) and key(r) in by_case]
+    by_case = {key(r): r for r in others if acre_with(r, switches or {})}
+    return [(r, by_case[key(r)]) for r in rows if acre_with(r, {}) and key(r) in by_case]
 
 
-def paired_section(results: Path, tried: str, shipped: list[dict]) -> str:
+def paired_section(results: Path, tried: str, shipped: list[dict], switches: dict | None = None) -> str:
     """`shipped` (acre's rows of the suite) against acre's rows of results/TRIED.jsonl (a change of the
-    runtime), case by case on the cases both ran, which only this tells apart."""
+    runtime, or the policy `switches`), case by case on the cases both ran, which only this tells apart."""
     runs, rows = load(tried, results)
-    pairs = acre_pairs(shipped, rows)
+    pairs = acre_pairs(shipped, rows, switches)
     if not pairs:
         return ""
     table = []
@@ -627,6 +628,13 @@ every core first, then the carried spans of a dialogue, then the neighbours ring
 the dev split and then run once on the held-out split; "only tried" counts the cases the tried rule
 answered and the shipped one did not. Not kept: the real-model dialogue test's third turn
 (tests/test_real_model.py) echoed its question instead of answering it (docs/design-notes.md)."""
+REUSE_TEXT = """`refill_mode=reuse` writes the spans' K/V, as ingest computed them, into the refill slots; the
+default re-encodes their tokens over the sinks (three 128-row steps for 384 tokens), which is most of
+the first answer token's time. Run on the dev split, 2k, the same cases as the shipped rows, from a
+copy of the shipped bundle without its `short` method (so only the refill differs): the median first
+token went from 1.67 s to 0.38 s (both measured while other work ran), and 4 more answers were lost
+than gained, most in paraphrase. Re-encoding stays the default; reuse stays an option (its store
+keeps K/V, 44x the flash)."""
 NEEDLE_TEXT = (
     'The sentence "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a '
     'sunny day." hidden in the essays of shared/data; the question: "What is the best thing to do in '
@@ -700,6 +708,9 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
     selection = paired_section(results, "suite_fewer_cores", acre_of("suite"))
     title = "## Experiment, not kept: fewer cores, every core before any neighbour"
     selection_text = f"{title}\n\n{SELECTION_TEXT}\n\n{selection}\n" if selection else ""
+    reuse = paired_section(results, "suite_reuse", acre_of("suite"), {"refill_mode": "reuse"})
+    title = "## Experiment, not kept: refill from the stored K/V instead of re-encoding"
+    reuse_text = f"{title}\n\n{REUSE_TEXT}\n\n{reuse}\n" if reuse else ""
     engines = engine_section(results, shipped="suite_split")  # the program shipped now (issue 16)
     engines_text = f"## The shipped program against the eager module\n\n{engines}\n" if engines else ""
     text = f"""# Benchmarks
@@ -729,6 +740,7 @@ used for tuning: run it to report a change once it is made, never to choose one.
 
 {pilot_text}
 {selection_text}
+{reuse_text}
 {variants_text}
 {engines_text}
 ## Memory and speed of `acre` against document length
