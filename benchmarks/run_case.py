@@ -76,6 +76,7 @@ def main() -> None:
         run_llamacpp(session, cases, args)
         return
     reset_peak_rss()
+    held: dict[str, Any] = {}  # the text ingested last, its store and what ingesting it cost
     for case in cases:
         depth = case.depth
         seen: dict[str, Any] = {}  # what the model was given in place of the document (peers)
@@ -88,14 +89,23 @@ def main() -> None:
                 "retrieved_budget": budget,
                 "retrieved_chunks": [[c.start, c.end] for c in got.chunks],
             }
-        with tempfile.TemporaryDirectory(prefix="acre-bench-") as store:
+        text = None if args.policy == "nocontext" else got.text if peer else case.document
+        # several questions about one document (the questions family) are asked of one ingest
+        asked_before = text is not None and text == held.get("text")
+        if not asked_before:
+            if "store" in held:
+                held["store"].cleanup()
+            held = {"text": text, "store": tempfile.TemporaryDirectory(prefix="acre-bench-")}
+            store = held["store"].name
             started = time.perf_counter()
             try:
-                if args.policy == "nocontext":  # the template around an empty document
-                    tokens = session.ingest_ids(template_lead(session), store=store)
+                if text is None:  # the template around an empty document
+                    held["tokens"] = session.ingest_ids(template_lead(session), store=store)
                 else:
-                    tokens = session.ingest(got.text if peer else case.document, store=store)
+                    held["tokens"] = session.ingest(text, store=store)
             except InputError as exc:  # e.g. the full policy where the document does not fit
+                held["store"].cleanup()
+                held = {}
                 print(
                     json.dumps(
                         {
@@ -110,51 +120,55 @@ def main() -> None:
                     flush=True,
                 )
                 continue
-            ingest_s = time.perf_counter() - started
-            started = time.perf_counter()
-            pieces, first = [], None
-            for piece in session.ask(case.question, max_new_tokens=args.max_new_tokens or case.reply_tokens):
-                first = first or time.perf_counter() - started
-                pieces.append(piece)
-            total = time.perf_counter() - started
-            reply = "".join(pieces)
-            answer_tokens = len(session.tokenizer.encode(reply, add_special_tokens=False))
-            if case.evidence:  # where a miss was lost: not shown to the model, or shown and misread
-                shown = session.tokenizer.decode(session.prompt_ids)
-                seen["evidence_shown"] = suite.shown(case.evidence, shown)
-                if session.policy.refill:
-                    seen["evidence_refilled"] = suite.shown(case.evidence, refilled_text(session))
-            record = {
-                "task": args.task,
-                "policy": args.policy,
-                "switches": switches,
-                "engine": session.engine.name,
-                "length": args.length,
-                "depth": depth,
-                "document_tokens": tokens,
-                "answer": case.answer,
-                "reply": reply,
-                "correct": case.correct(reply),
-                **({"f1": round(case.f1(reply), 3)} if case.answers else {}),
-                "ingest_s": round(ingest_s, 2),
-                "ingest_tok_s": round(tokens / ingest_s, 1),
-                "first_token_s": round(first or total, 3),
-                "decode_tok_s": round((answer_tokens - 1) / max(total - (first or total), 1e-9), 1)
-                if answer_tokens > 1
-                else None,
-                "spans": session.last.spans,
-                "l2_bytes_read": session.last.bytes_read,
-                "l2_read_s": round(session.last.read_s, 6),
-                "l2_disk_bytes": session.store.disk_bytes if session.store else 0,
-                "index_bytes": session.index.nbytes if session.index else 0,
-                "pot_bytes": session.pot.nbytes,
-                "pot_slots": session.pot.capacity,
-                "peak_rss_bytes": peak_rss_bytes(),  # since the reset: model loaded, documents built
-                **(case.record() if case.seed is not None else {}),
-                "question": case.question,
-                **seen,
-            }
+            held["ingest_s"] = time.perf_counter() - started
+        tokens, ingest_s = held["tokens"], held["ingest_s"]
+        started = time.perf_counter()
+        pieces, first = [], None
+        for piece in session.ask(case.question, max_new_tokens=args.max_new_tokens or case.reply_tokens):
+            first = first or time.perf_counter() - started
+            pieces.append(piece)
+        total = time.perf_counter() - started
+        reply = "".join(pieces)
+        answer_tokens = len(session.tokenizer.encode(reply, add_special_tokens=False))
+        if case.evidence:  # where a miss was lost: not shown to the model, or shown and misread
+            shown = session.tokenizer.decode(session.prompt_ids)
+            seen["evidence_shown"] = suite.shown(case.evidence, shown)
+            if session.policy.refill:
+                seen["evidence_refilled"] = suite.shown(case.evidence, refilled_text(session))
+        record = {
+            "task": args.task,
+            "policy": args.policy,
+            "switches": switches,
+            "engine": session.engine.name,
+            "length": args.length,
+            "depth": depth,
+            "document_tokens": tokens,
+            "answer": case.answer,
+            "reply": reply,
+            "correct": case.correct(reply),
+            **({"f1": round(case.f1(reply), 3)} if case.answers else {}),
+            "asked_before": asked_before,  # the document was ingested for an earlier question
+            "ingest_s": round(ingest_s, 2),
+            "ingest_tok_s": round(tokens / ingest_s, 1),
+            "first_token_s": round(first or total, 3),
+            "decode_tok_s": round((answer_tokens - 1) / max(total - (first or total), 1e-9), 1)
+            if answer_tokens > 1
+            else None,
+            "spans": session.last.spans,
+            "l2_bytes_read": session.last.bytes_read,
+            "l2_read_s": round(session.last.read_s, 6),
+            "l2_disk_bytes": session.store.disk_bytes if session.store else 0,
+            "index_bytes": session.index.nbytes if session.index else 0,
+            "pot_bytes": session.pot.nbytes,
+            "pot_slots": session.pot.capacity,
+            "peak_rss_bytes": peak_rss_bytes(),  # since the reset: model loaded, documents built
+            **(case.record() if case.seed is not None else {}),
+            "question": case.question,
+            **seen,
+        }
         print(json.dumps(record), flush=True)
+    if "store" in held:
+        held["store"].cleanup()
 
 
 def template_lead(session: Session) -> list[int]:

@@ -14,6 +14,9 @@ Families (`FAMILIES`), each scored automatically (`Case.correct`):
                baseline (these sets are in pretraining data)
   paraphrase   a fact and a question that share no content word but the subject's name
                ("rides a crimson bicycle to work" / "What colour is the bike ... for the commute?")
+  questions    several questions about one document: three facts of three templates about three
+               subjects, a third of the document apart; a cell's cases come in threes, one document
+               each, asked one after the other in one session (one ingest), each scored on its own
 
 Haystacks: the three shipped kinds of prose (fiction, wikipedia, python-docs), taken round-robin
 over a cell's cases, each from a seeded paragraph onward (wrapping around); the needles are made
@@ -37,7 +40,8 @@ from typing import Any
 from acre.haystack import fill_to, insert_at
 from benchmarks.tasks import DATA, HAYSTACKS, SQUAD_SAMPLE, Case, haystack, normalise, squad_paragraphs
 
-FAMILIES = ("single", "distractors", "multivalue", "twohop", "multidoc", "paraphrase")
+FAMILIES = ("single", "distractors", "multivalue", "twohop", "multidoc", "paraphrase", "questions")
+QUESTIONS_PER_DOCUMENT = 3  # the questions family: a case's seed is its document's seed * 3 + its question
 SPLITS = ("dev", "heldout")
 NQ_SAMPLE = DATA / "nq-open" / "nq-open-oracle-sample.jsonl"
 BABI_TWO_FACTS = DATA / "babi" / "qa2_two-supporting-facts_test.txt"
@@ -148,12 +152,16 @@ def case_seed(family: str, length: int, index: int, split: str = "dev", root: in
 
 def cell(tokenizer: Any, family: str, length: int, n: int, split: str = "dev", root: int = 0) -> list[Case]:
     """The `n` cases of one (family, length) cell: depths stratified over the document (one per
-    n-th of it, jittered by the seed), haystacks round-robin."""
+    n-th of it, jittered by the seed), haystacks round-robin. The questions family's cases share a
+    document three by three (its first case's index, seed, depth and haystack)."""
     cases = []
     for i in range(n):
-        seed = case_seed(family, length, i, split, root)
-        depth = round(0.02 + 0.96 * (i + random.Random(seed).random()) / n, 4)
-        case = make_case(tokenizer, family, length, depth, seed, HAYSTACKS[i % len(HAYSTACKS)])
+        group = i - i % QUESTIONS_PER_DOCUMENT if family == "questions" else i
+        seed = case_seed(family, length, group, split, root)
+        depth = round(0.02 + 0.96 * (group + random.Random(seed).random()) / n, 4)
+        if family == "questions":
+            seed = seed * QUESTIONS_PER_DOCUMENT + i - group
+        case = make_case(tokenizer, family, length, depth, seed, HAYSTACKS[group % len(HAYSTACKS)])
         case.split = split
         cases.append(case)
     return cases
@@ -166,6 +174,11 @@ def make_case(tokenizer: Any, family: str, length: int, depth: float, seed: int,
     rng = random.Random(seed)
     if family == "multidoc":
         case = multidoc(tokenizer, length, depth, rng)
+    elif family == "questions":
+        document_seed, asked = divmod(seed, QUESTIONS_PER_DOCUMENT)
+        rng = random.Random(document_seed)
+        case = questions(prose_window(tokenizer, haystack_name, length, rng), depth, rng, asked)
+        case.haystack = haystack_name
     else:
         prose = prose_window(tokenizer, haystack_name, length, rng)
         case = {"single": single, "distractors": distractors, "multivalue": multivalue,
@@ -268,6 +281,22 @@ def paraphrase(prose: str, depth: float, rng: random.Random) -> Case:
     (v,) = fresh_values(kind, 1, rng, prose, taken=(name,))
     sentence = fact.format(n=name, v=v)
     return needle_case(place_all(prose, [sentence], [depth]), question.format(n=name), [v], [sentence], kind)
+
+
+def questions(prose: str, depth: float, rng: random.Random, asked: int) -> Case:
+    """The document of three facts (three templates, three subjects), and its question `asked`: the
+    same rng gives the same document for each of the three."""
+    facts = rng.sample(TEMPLATES, QUESTIONS_PER_DOCUMENT)
+    names, values = subjects(QUESTIONS_PER_DOCUMENT, rng), []
+    for _, _, kind in facts:
+        values += fresh_values(kind, 1, rng, prose, taken=tuple(values))
+    sentences = [f.format(s=s, v=v) for (f, _, _), s, v in zip(facts, names, values, strict=True)]
+    depths = [(depth + k / QUESTIONS_PER_DOCUMENT) % 1.0 for k in range(QUESTIONS_PER_DOCUMENT)]
+    document = place_all(prose, sentences, depths)
+    fact, question, kind = facts[asked]
+    case = needle_case(document, question.format(s=names[asked]), [values[asked]], [sentences[asked]], kind)
+    case.wrong = [v for k, v in enumerate(values) if k != asked]
+    return case
 
 
 def needle_case(document: str, question: str, values: list[str], evidence: list[str], kind: str) -> Case:

@@ -190,6 +190,34 @@ def test_a_suite_subset_runs_acre_and_peers_on_the_same_cases_and_the_report_tab
     assert any(line.startswith("| single | 300 | ") and f" | {lost} | " in line for line in page.splitlines())
 
 
+def test_the_questions_of_one_document_share_an_ingest_and_answer_as_if_asked_alone(tiny_bundle, tmp_path):
+    from acre.runtime.session import Session
+
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable, "-m", "benchmarks", "--bundle", str(tiny_bundle), "--engine", "torch",
+        "--tasks", "questions", "--policies", "acre", "bm25", "--lengths", "300", "--cases", "3",
+        "--name", "suite", "--out-dir", str(results),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cases = [json.loads(line) for line in (results / "suite.jsonl").read_text().splitlines()][1:]
+    acre = [c for c in cases if c["policy"] == "acre"]
+    assert [c["asked_before"] for c in acre] == [False, True, True]
+    bm25 = [c for c in cases if c["policy"] == "bm25"]  # a peer's text is its question's retrieval
+    assert not bm25[0]["asked_before"]
+    for before, c in zip(bm25, bm25[1:], strict=False):
+        assert c["asked_before"] == (c["retrieved_chunks"] == before["retrieved_chunks"])
+    case = make_case(
+        make_tokenizer(), "questions", 300, acre[2]["depth"], acre[2]["seed"], acre[2]["haystack"]
+    )
+    assert case.question == acre[2]["question"]
+    alone = Session(tiny_bundle, engine="torch")
+    alone.ingest(case.document)
+    reply = "".join(alone.ask(case.question, max_new_tokens=case.reply_tokens))
+    assert reply == acre[2]["reply"] and alone.last.spans == acre[2]["spans"]
+
+
 def test_wilson_intervals_match_the_formula_and_stay_inside_zero_and_one():
     from benchmarks.report import share, wilson
 

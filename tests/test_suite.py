@@ -48,7 +48,23 @@ def test_a_cell_is_made_again_from_its_seeds_and_the_splits_share_no_case(family
         assert suite.shown(c.evidence, c.document) and c.correct(" and ".join(c.answers))
         assert not c.correct("I do not know.")
     depths = sorted(c.depth for c in suite.cell(tokenizer(), family, 600, 5))
-    assert [int(d * 5) for d in depths] == [0, 1, 2, 3, 4] or family == "multidoc"  # one per fifth
+    # one per fifth (questions: one per document)
+    assert [int(d * 5) for d in depths] == [0, 1, 2, 3, 4] or family in ("multidoc", "questions")
+
+
+def test_the_questions_family_asks_three_questions_of_each_document_and_names_the_others_wrong():
+    cases = suite.cell(tokenizer(), "questions", 600, 6)
+    for first in (0, 3):
+        three = cases[first : first + 3]
+        assert len({c.document for c in three}) == 1 and len({c.question for c in three}) == 3
+        assert len({(c.depth, c.haystack) for c in three}) == 1
+        for c in three:
+            others = [o.answers[0] for o in three if o is not c]
+            assert c.wrong == others and c.document.count(c.evidence[0]) == 1
+            assert c.correct(f"It is {c.answers[0]}.") and not c.correct(
+                f"It is {others[0]}, or {c.answers[0]}."
+            )
+    assert cases[0].document != cases[3].document
 
 
 def test_the_single_family_draws_over_fifty_distinct_facts_of_five_kinds_none_the_old_needles():
