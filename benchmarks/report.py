@@ -722,7 +722,7 @@ an interval is still about ±15 points wide, so two policies differ only where t
 
 ## The suite: task families against the peers a user would pick instead
 
-`benchmarks/suite.sh` runs six task families (`benchmarks/suite.py`), each scored automatically, over
+`benchmarks/suite.sh` runs seven task families (`benchmarks/suite.py`), each scored automatically, over
 the three shipped kinds of prose (fiction, Wikipedia, Python's documentation; the needles are made from
 templates and random values, never taken from the prose) at 2k / 8k / 32k / 128k tokens, 30 cases a
 cell with depths spread over the document, on the same model, prompts and question wording for

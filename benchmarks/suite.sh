@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 SPLIT=${SPLIT:-dev}
 LENGTHS=${LENGTHS:-2000 8000 32000 128000}
-FAMILIES=${FAMILIES:-single distractors multivalue twohop multidoc paraphrase}
+FAMILIES=${FAMILIES:-single distractors multivalue twohop multidoc paraphrase questions}
 POLICIES=${POLICIES:-acre bm25 embedding}
 for pot in 1024 8064; do
   [ -f build/smollm2-torch-$pot/manifest.json ] || $PY -c "
