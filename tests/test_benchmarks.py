@@ -17,17 +17,23 @@ from tests.conftest import make_tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_harness(bundle: Path, results: Path, name: str, *args: str, timeout: int) -> tuple[dict, list[dict]]:
+    """`python -m benchmarks --bundle BUNDLE ARGS --name NAME` into `results`: the run's header and cases."""
+    cmd = [sys.executable, "-m", "benchmarks", "--bundle", str(bundle), *args, "--name", name]
+    done = subprocess.run(
+        [*cmd, "--out-dir", str(results)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in (results / f"{name}.jsonl").read_text().splitlines()]
+    return lines[0]["run"], lines[1:]
+
+
 def test_the_harness_runs_a_grid_and_the_report_renders_it(tiny_bundle, tmp_path):
     results = tmp_path / "results"
-    cmd = [
-        sys.executable, "-m", "benchmarks", "--bundle", str(tiny_bundle), "--engine", "onnx",
-        "--tasks", "passkey", "--policies", "acre", "streaming", "--lengths", "400", "--depths", "0.5",
-        "--name", "accuracy", "--out-dir", str(results),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = [json.loads(line) for line in (results / "accuracy.jsonl").read_text().splitlines()]
-    header, cases = lines[0]["run"], lines[1:]
+    header, cases = run_harness(
+        tiny_bundle, results, "accuracy", "--engine", "onnx", "--tasks", "passkey", "--policies", "acre",
+        "streaming", "--lengths", "400", "--depths", "0.5", timeout=600,
+    )  # fmt: skip
     assert header["config"]["policies"] == ["acre", "streaming"] and header["machine"]["cpus"]
     assert sorted(c["policy"] for c in cases) == ["acre", "streaming"]
     for c in cases:
@@ -152,15 +158,10 @@ def test_the_report_tables_pot_sizes_and_ablations_per_policy_from_the_results(t
 def test_a_suite_subset_runs_acre_and_peers_on_the_same_cases_and_the_report_tables_it(tiny_bundle, tmp_path):
     """A small subset of the suite (benchmarks/suite.sh) on the tiny model: it must not break silently."""
     results = tmp_path / "results"
-    cmd = [
-        sys.executable, "-m", "benchmarks", "--bundle", str(tiny_bundle), "--engine", "torch",
-        "--tasks", "single", "twohop", "--policies", "acre", "bm25", "nocontext", "--lengths", "300",
-        "--cases", "2", "--seed", "3", "--name", "suite", "--out-dir", str(results),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = [json.loads(line) for line in (results / "suite.jsonl").read_text().splitlines()]
-    header, cases = lines[0]["run"], lines[1:]
+    header, cases = run_harness(
+        tiny_bundle, results, "suite", "--engine", "torch", "--tasks", "single", "twohop", "--policies",
+        "acre", "bm25", "nocontext", "--lengths", "300", "--cases", "2", "--seed", "3", timeout=900,
+    )  # fmt: skip
     assert header["config"]["cases"] == 2 and header["config"]["split"] == "dev"
     assert len(cases) == 2 * 3 * 2 and all("correct" in c for c in cases), cases
     tokenizer = make_tokenizer()
@@ -193,15 +194,10 @@ def test_a_suite_subset_runs_acre_and_peers_on_the_same_cases_and_the_report_tab
 def test_the_questions_of_one_document_share_an_ingest_and_answer_as_if_asked_alone(tiny_bundle, tmp_path):
     from acre.runtime.session import Session
 
-    results = tmp_path / "results"
-    cmd = [
-        sys.executable, "-m", "benchmarks", "--bundle", str(tiny_bundle), "--engine", "torch",
-        "--tasks", "questions", "--policies", "acre", "bm25", "--lengths", "300", "--cases", "3",
-        "--name", "suite", "--out-dir", str(results),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
-    cases = [json.loads(line) for line in (results / "suite.jsonl").read_text().splitlines()][1:]
+    _, cases = run_harness(
+        tiny_bundle, tmp_path / "results", "suite", "--engine", "torch", "--tasks", "questions",
+        "--policies", "acre", "bm25", "--lengths", "300", "--cases", "3", timeout=900,
+    )  # fmt: skip
     acre = [c for c in cases if c["policy"] == "acre"]
     assert [c["asked_before"] for c in acre] == [False, True, True]
     bm25 = [c for c in cases if c["policy"] == "bm25"]  # a peer's text is its question's retrieval
