@@ -37,7 +37,7 @@ class Engine {
     std::string name;
     int32_t rows;
     std::vector<TensorSpec> inputs, outputs;
-    uint64_t calls = 0;  // steps run by this method (what a question or an ingest cost, for the profiler)
+    uint64_t calls = 0;  // steps run by this method (what a question cost: benchmarks/speed.py, tests)
   };
   const Method &method(int32_t rows) const;
   Method &method(int32_t rows);
