@@ -199,6 +199,28 @@ def test_the_gguf_scheme_puts_every_tensor_on_its_grid_and_stays_near_fp32(tiny_
     assert (got - want).abs().max() < 0.5 * (far - want).abs().max()
 
 
+def test_gguf_lm8_keeps_every_grid_but_lm_head_which_is_one_int8_layer(tiny_checkpoint):
+    fp32 = StepModel.from_hf(tiny_checkpoint.model)
+    grids = tiny_grids(fp32)
+    quantized = copy.deepcopy(fp32)
+    record = quantize_step(quantized, "gguf-lm8", grids, calibration_ids(fp32, tiny_checkpoint.tokenizer))
+    assert record["tensors"]["lm_head.weight"] == "int8 per channel: xnnpack 8da8w"
+    assert not isinstance(quantized.lm_head, GridLinear)
+    others = {
+        k: v for k, v in record["tensors"].items() if k not in ("lm_head.weight", "model.embed_tokens.weight")
+    }
+    assert set(others) == set(grids) - {"lm_head.weight", "model.embed_tokens.weight"}
+    assert all(text.startswith(("q4_1 grid", "q8_0 grid")) for text in others.values())
+    tokens = torch.arange(40) % 300
+    with torch.no_grad():
+        want = fp32.lm_head(fp32.run(tokens, torch.arange(40), *fp32.no_pot())[0])
+        got = quantized.lm_head(quantized.run(tokens, torch.arange(40), *fp32.no_pot())[0])
+        requant = copy.deepcopy(fp32)
+        quantize_step(requant, "8da4w")
+        far = requant.lm_head(requant.run(tokens, torch.arange(40), *fp32.no_pot())[0])
+    assert (got - want).abs().max() < 0.5 * (far - want).abs().max()
+
+
 def test_fusing_the_layers_of_one_input_changes_no_output(tiny_checkpoint, monkeypatch):
     """q/k/v and gate/up as rows of one grid layer compute what the separate layers compute: the same
     blocks, outlier channels (chosen on the shared input) and per-token int8 input."""

@@ -87,6 +87,9 @@ SCHEMES: dict[str, dict[str, Rule]] = {
 # QuantizedEmbedding.from_grid); any other tensor gets the FALLBACK scheme's rule for its part.
 GRID = Rule(0, BLOCK)
 SCHEMES["gguf"] = dict.fromkeys(PARTS, GRID)
+# The source's blocks, but lm_head (Q8_0 in SmolLM2: two int4 grid layers on XNNPACK) as one int8
+# layer per output channel: one matmul of the same 8 bits a weight, at the cost of a second rounding.
+SCHEMES["gguf-lm8"] = {**SCHEMES["gguf"], "lm_head": Rule(8, None)}
 FALLBACK = "8da4w-mlp-emb"
 # Each linear layer int8 or int4 by its measured sensitivity, within a size ceiling (default: what
 # FALLBACK weighs for the model); the embedding as in FALLBACK (acre/exporter/sensitivity.py).
@@ -542,7 +545,8 @@ def quantize_step(
                 f"quantization scheme {scheme!r} keeps a GGUF source's own Q4_1/Q8_0 blocks, and this "
                 f"checkpoint has none; use --quantize {FALLBACK}"
             )
-        tensors = _onto_grids(step, grids, calibration)
+        kept = {name: grid for name, grid in grids.items() if rules.get(_tensor_part(name) or "") is GRID}
+        tensors = _onto_grids(step, kept, calibration)
     on_grid = {name for name, m in step.named_modules() if isinstance(m, GridLinear)}
     chosen: dict[str, int] = {}
     sensitive: dict[str, Any] = {}
