@@ -98,7 +98,9 @@ class Session {
   int32_t next();  // the next answer token, or -1 when the answer is done
   const Question &last() const { return last_; }
   size_t index_bytes() const { return index_ ? index_->bytes() : 0; }
-  int64_t compact();  // the visible document slots get positions 0, 1, ... in document order
+  // The visible document slots get positions 0, 1, ... in document order (question_first: but for the
+  // question's positions after the sinks); returns the next free position.
+  int64_t compact();
 
   const Policy &policy() const { return policy_; }
   const Layout &layout() const { return layout_; }
@@ -132,8 +134,8 @@ class Session {
                                     const std::vector<std::vector<float>> &queries,
                                     const std::vector<int32_t> &question,
                                     const std::vector<int64_t> &carried);
-  void refill(const std::vector<int64_t> &spans);
-  void reencode();
+  void refill(const std::vector<int64_t> &spans, const std::vector<int32_t> &lead);
+  void reencode(const std::vector<int32_t> &lead);
   int32_t finish();
 
   const Bundle &bundle_;
@@ -163,6 +165,7 @@ class Session {
   Rng rng_{0};
   std::vector<float> logits_;  // after the last token prefilled
   int32_t produced_ = 0, pending_ = -1;
+  int64_t lead_ = 0, lead_at_ = 0;  // question_first: the question's tokens at positions lead_at_ ...
   bool asking_ = false, done_ = false;
 };
 
