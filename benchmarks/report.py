@@ -350,6 +350,8 @@ FAMILY_TEXT = {
     "twohop": "bAbI task 2: two supporting facts (and a few other statements) scattered in order",
     "multidoc": "a SQuAD paragraph or NQ-open passage among Wikipedia paragraphs without its answer",
     "paraphrase": "a fact and a question sharing no content word but a person's name",
+    "questions": "three facts of three templates about three subjects, a third of the document apart; "
+    "each is asked in turn of one ingest",
 }
 
 
@@ -635,6 +637,12 @@ copy of the shipped bundle without its `short` method (so only the refill differ
 token went from 1.67 s to 0.38 s (both measured while other work ran), and 4 more answers were lost
 than gained, most in paraphrase. Re-encoding stays the default; reuse stays an option (its store
 keeps K/V, 44x the flash)."""
+QUESTION_FIRST_TEXT = """`question_first=true` also prefilled the question after the sinks, before the
+refilled spans were re-encoded, so that they were read knowing it (the query-aware contextualization of
+*Lost in the Middle*), and asked it again after them. Dev split, 2k, the same program and cases for both (this
+export's own acre rows, `benchmarks/results/suite_question_first.jsonl`). It lost far more answers than
+it gained, most in paraphrase and in the questions family, with the same spans refilled: the switch
+was taken out of the core again."""
 NEEDLE_TEXT = (
     'The sentence "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a '
     'sunny day." hidden in the essays of shared/data; the question: "What is the best thing to do in '
@@ -711,6 +719,12 @@ def main(results: Path = RESULTS, docs: Path = DOCS) -> Path:
     reuse = paired_section(results, "suite_reuse", acre_of("suite"), {"refill_mode": "reuse"})
     title = "## Experiment, not kept: refill from the stored K/V instead of re-encoding"
     reuse_text = f"{title}\n\n{REUSE_TEXT}\n\n{reuse}\n" if reuse else ""
+    # this export's acre rows: the questions family of the suite, the other families run beside the switch
+    shipped_now = [r for r in acre_of("suite") if r.get("family") == "questions"]
+    shipped_now += acre_of("suite_question_first")
+    question_first = paired_section(results, "suite_question_first", shipped_now, {"question_first": True})
+    title = "## Experiment, not kept: the question also before the refilled spans"
+    question_first_text = f"{title}\n\n{QUESTION_FIRST_TEXT}\n\n{question_first}\n" if question_first else ""
     engines = engine_section(results, shipped="suite_split")  # the program shipped now (issue 16)
     engines_text = f"## The shipped program against the eager module\n\n{engines}\n" if engines else ""
     text = f"""# Benchmarks
@@ -741,6 +755,7 @@ used for tuning: run it to report a change once it is made, never to choose one.
 {pilot_text}
 {selection_text}
 {reuse_text}
+{question_first_text}
 {variants_text}
 {engines_text}
 ## Memory and speed of `acre` against document length

@@ -194,8 +194,9 @@ def test_a_suite_subset_runs_acre_and_peers_on_the_same_cases_and_the_report_tab
 def test_the_questions_of_one_document_share_an_ingest_and_answer_as_if_asked_alone(tiny_bundle, tmp_path):
     from acre.runtime.session import Session
 
+    results = tmp_path / "results"
     _, cases = run_harness(
-        tiny_bundle, tmp_path / "results", "suite", "--engine", "torch", "--tasks", "questions",
+        tiny_bundle, results, "suite", "--engine", "torch", "--tasks", "questions",
         "--policies", "acre", "bm25", "--lengths", "300", "--cases", "3", timeout=900,
     )  # fmt: skip
     acre = [c for c in cases if c["policy"] == "acre"]
@@ -212,6 +213,9 @@ def test_the_questions_of_one_document_share_an_ingest_and_answer_as_if_asked_al
     alone.ingest(case.document)
     reply = "".join(alone.ask(case.question, max_new_tokens=case.reply_tokens))
     assert reply == acre[2]["reply"] and alone.last.spans == acre[2]["spans"]
+    page = report.main(results, tmp_path / "docs").read_text()
+    found = sum(c["correct"] for c in acre)
+    assert "**questions**: three facts" in page and f"| acre | {found}/3 [" in page
 
 
 def test_wilson_intervals_match_the_formula_and_stay_inside_zero_and_one():
