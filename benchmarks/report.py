@@ -639,10 +639,11 @@ than gained, most in paraphrase. Re-encoding stays the default; reuse stays an o
 keeps K/V, 44x the flash)."""
 QUESTION_FIRST_TEXT = """`question_first=true` also prefilled the question after the sinks, before the
 refilled spans were re-encoded, so that they were read knowing it (the query-aware contextualization of
-*Lost in the Middle*), and asked it again after them. Dev split, 2k, the same program and cases for both (this
-export's own acre rows, `benchmarks/results/suite_question_first.jsonl`). It lost far more answers than
-it gained, most in paraphrase and in the questions family, with the same spans refilled: the switch
-was taken out of the core again."""
+*Lost in the Middle*), and asked it again after them. Dev split, 2k, 30 cases a family, the same program
+and cases for both: the suite's command with and without `--switch question_first=true`
+(`benchmarks/results/suite_question_first.jsonl`; "shipped" is that export's own acre rows). It lost
+far more answers than it gained, most in paraphrase and in the questions family, with the same spans
+refilled in 209 of 210 cases: the switch was taken out of the core again."""
 NEEDLE_TEXT = (
     'The sentence "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a '
     'sunny day." hidden in the essays of shared/data; the question: "What is the best thing to do in '

@@ -205,30 +205,6 @@ def test_re_encoding_shows_each_refilled_token_once_at_its_own_place_and_never_t
         assert visible.max() < rows.min()
 
 
-def test_question_first_re_encodes_the_spans_after_the_question_and_asks_it_again(lexical_bundle):
-    s = Session(lexical_bundle, engine="torch", question_first=True)
-    s.ingest_ids(document(2000, 0.5))
-    recorder = ReencodeRecorder(s.engine, s.pot)
-    s.engine = recorder
-    question = NEEDLE + [5, 6]
-    list(s.generate(question, max_new_tokens=1))
-    sinks, q = len(s.slots_of(SlotKind.SINK)), len(question)
-    assert q <= s.chunk
-    visible, rows = recorder.calls[1]  # after the selection's prefill: the question after the sinks
-    assert sorted(visible) == list(range(sinks)) and rows[0] == sinks
-    refilled = len(s.slots_of(SlotKind.REFILL))
-    for visible, rows in recorder.calls[2 : 2 + -(-refilled // s.chunk)]:
-        assert set(range(sinks + q)) <= set(visible.tolist())  # the spans see the sinks and the question
-        assert len(np.unique(visible)) == len(visible) and visible.max() < rows.min()
-    assert s.prompt_ids[sinks : sinks + q] == question and s.prompt_ids[-q:] == question
-    shown = np.sort(s.pot.positions[s.pot.mask.astype(bool)])  # one position a slot, none left out
-    assert shown.tolist() == list(range(len(shown)))
-    plain = Session(lexical_bundle, engine="torch")
-    plain.ingest_ids(document(2000, 0.5))
-    list(plain.generate(question, max_new_tokens=1))
-    assert plain.prompt_ids.count(NEEDLE[0]) == s.prompt_ids.count(NEEDLE[0]) - 1
-
-
 def test_lexical_scores_are_bm25_over_span_token_ids():
     from acre.runtime.lexical import K1, B, LexicalIndex
 

@@ -10,8 +10,7 @@ spans' L1 entries (`use_attention`), (b) the span index (`use_index`), the ActQK
 (`use_probes`; off, the question's last token probes alone), the tree (`use_tree`; off, every span is
 scored flat), and (c) lexical BM25 over token ids (`use_lexical`); `refill_mode` ("reencode": the
 spans' ids re-encoded in the context they are shown in; "reuse": their stored K/V copied),
-`neighbors`, `min_spans`, `answer_recent` and `question_first` (the question also before the refilled
-spans, which are then re-encoded knowing it) change how chosen spans come back.
+`neighbors`, `min_spans` and `answer_recent` change how chosen spans come back.
 
 Run by the native core (native/src/policies.cpp, acre_policy_* in native/include/acre.h); this module
 converts only: a Policy's fields are the core's, resolved and checked there.

@@ -41,7 +41,7 @@ Policy Policy::named(const std::string &name, const nlohmann::json &switches) {
   if (!switches.is_null() && !switches.is_object()) refuse("policy switches must be a JSON object");
   const char *known =
       "use_attention, use_index, use_probes, use_tree, use_lexical, refill_mode, neighbors, min_spans, "
-      "answer_recent, question_first";
+      "answer_recent";
   std::string unknown;  // the first in sorted order, as a host lists them
   for (auto it = switches.begin(); switches.is_object() && it != switches.end(); ++it) {
     const std::string &key = it.key();
@@ -64,8 +64,6 @@ Policy Policy::named(const std::string &name, const nlohmann::json &switches) {
       take(value, key, p.min_spans);
     else if (key == "answer_recent")
       take(value, key, p.answer_recent);
-    else if (key == "question_first")
-      take(value, key, p.question_first);
     else if (unknown.empty() || key < unknown)
       unknown = key;
   }
@@ -93,8 +91,7 @@ nlohmann::ordered_json Policy::to_json() const {
           {"min_spans", min_spans},
           {"neighbors", neighbors},
           {"refill_mode", refill_mode},
-          {"answer_recent", answer_recent},
-          {"question_first", question_first}};
+          {"answer_recent", answer_recent}};
 }
 
 Layout Layout::plan(const Policy &policy, int64_t capacity, int64_t chunk, int64_t span) {

@@ -32,7 +32,6 @@ struct Policy {
   int32_t neighbors = 1;                 // also refill this many spans on each side of a chosen span
   std::string refill_mode = "reencode";  // or "reuse": copy the stored K/V instead of re-encoding
   bool answer_recent = true;             // the recent window stays in view while the answer is made
-  bool question_first = false;           // the question also before the refilled spans, re-encoded knowing it
 
   // The named policy with `switches` (a JSON object of the switches above) turned; ACRE_ERR_INVALID_ARGUMENT
   // for an unknown name or switch, a value of the wrong type, or a combination that cannot choose spans.

@@ -56,7 +56,6 @@ void Session::reset_question() {
   const std::vector<int64_t> asked = kinds_slots({QUESTION, REFILL}),
                              stored = kinds_slots({SINK, L1, RECENT});
   pot_.clear(asked.data(), asked.size());
-  lead_ = 0;
   pot_.show(stored.data(), stored.size(), true);
   compact();
 }
@@ -186,7 +185,7 @@ std::vector<int64_t> Session::select_spans(const std::vector<double> &attention,
 
 // Bring the chosen spans from L2 into the refill slots, in document order. Entries already in the pot
 // as sinks or recent tokens are not duplicated; L1 is hidden while the answer is made.
-void Session::refill(const std::vector<int64_t> &spans, const std::vector<int32_t> &lead) {
+void Session::refill(const std::vector<int64_t> &spans) {
   const int64_t *token = pot_.token();
   std::vector<int64_t> resident;
   for (int64_t s : kinds_slots(shown_while_answering())) resident.push_back(token[s]);
@@ -240,15 +239,14 @@ void Session::refill(const std::vector<int64_t> &spans, const std::vector<int32_
   pot_.show(l1.data(), l1.size(), false);
   if (!policy_.answer_recent) pot_.show(recent.data(), recent.size(), false);
   if (!reuse)
-    reencode(lead);
+    reencode();
   else if (!policy_.answer_recent)
     compact();
 }
 
 // The K/V of the refilled tokens computed in the context they are now shown in: the sinks and the
-// refilled tokens before them, in document order (the recent window and L1 hidden). With `lead` (the
-// question, question_first) that is first prefilled after the sinks, so the spans are read knowing it.
-void Session::reencode(const std::vector<int32_t> &lead) {
+// refilled tokens before them, in document order (the recent window and L1 hidden).
+void Session::reencode() {
   const int64_t *token = pot_.token();
   std::vector<int64_t> slots = slots_of(REFILL);
   std::stable_sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return token[a] < token[b]; });
@@ -257,11 +255,6 @@ void Session::reencode(const std::vector<int32_t> &lead) {
     if (pot_.mask()[s]) later.push_back(s);
   pot_.show(later.data(), later.size(), false);
   int64_t position = compact();  // the sinks
-  if (!lead.empty()) {
-    prefill(lead, nullptr, nullptr);  // into the question region, at the sinks' next position
-    lead_at_ = position, lead_ = int64_t(lead.size());
-    position += lead_;
-  }
   const acre_geometry &g = bundle_.geometry;
   const int64_t heads = int64_t(g.layers) * g.kv_heads, D = g.head_dim;
   const size_t size = acre_dtype_size(g.kv_dtype);
@@ -308,9 +301,7 @@ void Session::ask(const std::vector<int32_t> &question, const std::vector<int32_
     const std::vector<int64_t> spans = select_spans(attention, queries, probe, carried);
     const std::vector<int64_t> asked = slots_of(QUESTION);  // refilled spans must not see the question
     pot_.clear(asked.data(), asked.size());
-    // question_first: the question also before the spans, where the region holds it twice
-    const bool lead = policy_.question_first && 2 * int64_t(question.size()) < room;
-    refill(spans, lead ? question : std::vector<int32_t>{});
+    refill(spans);
     last_.bytes_read = store_->bytes_read() - read_before;
     compact();
     prefill(question, nullptr, nullptr);
@@ -321,7 +312,6 @@ void Session::ask(const std::vector<int32_t> &question, const std::vector<int32_
   std::sort(shown.begin(), shown.end());
   last_.prompt_ids.clear();
   for (int64_t t : shown) last_.prompt_ids.push_back(document_.ids[size_t(t)]);
-  if (lead_) last_.prompt_ids.insert(last_.prompt_ids.begin() + lead_at_, question.begin(), question.end());
   last_.prompt_ids.insert(last_.prompt_ids.end(), question.begin(), question.end());
   asking_ = true;
 }

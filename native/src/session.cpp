@@ -225,18 +225,7 @@ std::vector<int64_t> Session::free_in(int8_t kind) const {
 
 std::vector<int64_t> Session::slots_of(int8_t kind) const { return pot_.slots_of(&kind, 1); }
 
-int64_t Session::compact() {
-  if (!lead_) return pot_.compact(DOCUMENT_KINDS, 4);
-  std::vector<int64_t> slots;
-  for (int64_t s : pot_.slots_of(DOCUMENT_KINDS, 4))
-    if (pot_.mask()[s]) slots.push_back(s);
-  const int64_t *token = pot_.token();
-  std::stable_sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return token[a] < token[b]; });
-  std::vector<int64_t> to(slots.size());
-  for (size_t i = 0; i < to.size(); ++i) to[i] = int64_t(i) < lead_at_ ? int64_t(i) : int64_t(i) + lead_;
-  pot_.move(slots.data(), slots.size(), to.data());
-  return int64_t(slots.size()) + lead_;
-}
+int64_t Session::compact() { return pot_.compact(DOCUMENT_KINDS, 4); }
 
 const std::vector<Session::Output> &Session::step(const int32_t *ids, size_t n, int64_t start) {
   if (!engine_) refuse("the session has no engine");
@@ -338,7 +327,7 @@ int64_t Session::ingest(Document document, const char *store_dir, bool resume, b
     return n_ids;
   }
   ++epoch_;
-  index_.reset(), lexical_.reset(), asking_ = false, lead_ = 0;
+  index_.reset(), lexical_.reset(), asking_ = false;
   const std::vector<int64_t> every = range(0, capacity);
   pot_.clear(every.data(), every.size());
   document_ = Document{};
@@ -558,7 +547,7 @@ int64_t Session::open_document(const std::string &dir) {
   const std::vector<acre_array> arrays = views(state->arrays);
   pot_.restore(arrays.data(), arrays.size());  // in place: the pot is never reallocated
   ++epoch_;
-  index_.reset(), lexical_.reset(), asking_ = false, lead_ = 0;
+  index_.reset(), lexical_.reset(), asking_ = false;
   store_ = std::move(opened);
   document_ = Document{};
   document_.ids.resize(size_t(ids->dims[0]));

@@ -98,9 +98,7 @@ class Session {
   int32_t next();  // the next answer token, or -1 when the answer is done
   const Question &last() const { return last_; }
   size_t index_bytes() const { return index_ ? index_->bytes() : 0; }
-  // The visible document slots get positions 0, 1, ... in document order (question_first: but for the
-  // question's positions after the sinks); returns the next free position.
-  int64_t compact();
+  int64_t compact();  // the visible document slots get positions 0, 1, ... in document order
 
   const Policy &policy() const { return policy_; }
   const Layout &layout() const { return layout_; }
@@ -134,8 +132,8 @@ class Session {
                                     const std::vector<std::vector<float>> &queries,
                                     const std::vector<int32_t> &question,
                                     const std::vector<int64_t> &carried);
-  void refill(const std::vector<int64_t> &spans, const std::vector<int32_t> &lead);
-  void reencode(const std::vector<int32_t> &lead);
+  void refill(const std::vector<int64_t> &spans);
+  void reencode();
   int32_t finish();
 
   const Bundle &bundle_;
@@ -165,7 +163,6 @@ class Session {
   Rng rng_{0};
   std::vector<float> logits_;  // after the last token prefilled
   int32_t produced_ = 0, pending_ = -1;
-  int64_t lead_ = 0, lead_at_ = 0;  // question_first: the question's tokens at positions lead_at_ ...
   bool asking_ = false, done_ = false;
 };
 
