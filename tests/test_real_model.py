@@ -127,3 +127,26 @@ def test_a_three_turn_dialogue_about_a_real_book_follows_its_references(bundle, 
         bottle = [s for s in session.last.sources if "DRINK ME" in s.text]
         assert bottle, (question, [s.start for s in session.last.sources])  # the passage is in view
     assert session.last.notices == [] and len(session.dialogue.turns) == 3
+
+
+def test_the_c_runner_answers_suite_questions_with_python_acres_greedy_tokens(bundle, tmp_path):
+    """The C++ runner and the Python binding on the real model, one document of the suite's questions
+    family (2k tokens of real prose, three questions about it): the very same greedy token ids."""
+    from benchmarks.suite import cell
+    from tests.test_native_cli import REPO, cli
+
+    runner = Path(os.environ.get("ACRE_CLI") or REPO / "build" / "native" / "acre-cli")
+    assert runner.is_file(), f"no C++ runner at {runner} (make native-test builds it)"
+    session = Session(bundle, engine="executorch")
+    cases = cell(session.tokenizer, "questions", 2000, 3)
+    assert len({c.document for c in cases}) == 1
+    doc = tmp_path / "document.txt"
+    doc.write_text(cases[0].document, encoding="utf-8")
+    session.ingest(cases[0].document)
+    for case in cases:
+        expected = list(session.generate(session.question_prompt_ids(case.question), case.reply_tokens))
+        flags = ["--context", doc, "--question", case.question, "--max-new-tokens", str(case.reply_tokens)]
+        got = cli(runner, "run", bundle, *flags, "--store", tmp_path / "l2", "--token-ids")
+        assert got.returncode == 0, got.stderr
+        ids = next(line for line in got.stderr.splitlines() if line.startswith("token ids:"))
+        assert len(expected) >= 3 and [int(t) for t in ids.split(":")[1].split()] == expected
