@@ -27,6 +27,8 @@ lint: setup
 # the native core's C++ tests (the Python tests reach it through acre._native, built by setup), and the
 # C++ runner build/native/acre-cli, which tests/test_native_cli.py runs from ACRE_CLI (missing: it fails)
 export ACRE_CLI ?= $(CURDIR)/build/native/acre-cli
+# the JNI library and org.acre's classes that native/jni/test.sh builds, for tests/test_real_model.py
+export ACRE_JNI ?= $(CURDIR)/build/jni
 native-test: setup
 	PATH="$(CURDIR)/$(VENV):$$PATH" cmake -S native -B build/native -G Ninja \
 	    -DPython_EXECUTABLE="$(CURDIR)/$(VENV)/python" -DACRE_BUILD_TESTS=ON -DACRE_BUILD_PYTHON=OFF >/dev/null

@@ -129,24 +129,39 @@ def test_a_three_turn_dialogue_about_a_real_book_follows_its_references(bundle, 
     assert session.last.notices == [] and len(session.dialogue.turns) == 3
 
 
-def test_the_c_runner_answers_suite_questions_with_python_acres_greedy_tokens(bundle, tmp_path):
-    """The C++ runner and the Python binding on the real model, one document of the suite's questions
-    family (2k tokens of real prose, three questions about it): the very same greedy token ids."""
+def test_the_c_runner_and_the_jvm_answer_suite_questions_with_python_acres_greedy_tokens(bundle, tmp_path):
+    """The C++ runner, the Java API (JNI) and the Python binding on the real model, one document of the
+    suite's questions family (2k tokens of real prose, three questions about it): the very same greedy
+    token ids. The JVM side is native/jni/tests' GreedyIds, built by native/jni/test.sh (make test runs
+    it first) into $ACRE_JNI (default build/jni)."""
+    import subprocess
+
     from benchmarks.suite import cell
     from tests.test_native_cli import REPO, cli
 
     runner = Path(os.environ.get("ACRE_CLI") or REPO / "build" / "native" / "acre-cli")
     assert runner.is_file(), f"no C++ runner at {runner} (make native-test builds it)"
+    jni = Path(os.environ.get("ACRE_JNI") or REPO / "build" / "jni")
+    assert (jni / "classes" / "org" / "acre" / "GreedyIds.class").is_file(), f"{jni}: run native/jni/test.sh"
     session = Session(bundle, engine="executorch")
     cases = cell(session.tokenizer, "questions", 2000, 3)
-    assert len({c.document for c in cases}) == 1
+    assert len({c.document for c in cases}) == 1 and len({c.reply_tokens for c in cases}) == 1
+    budget = str(cases[0].reply_tokens)
     doc = tmp_path / "document.txt"
     doc.write_text(cases[0].document, encoding="utf-8")
     session.ingest(cases[0].document)
-    for case in cases:
-        expected = list(session.generate(session.question_prompt_ids(case.question), case.reply_tokens))
-        flags = ["--context", doc, "--question", case.question, "--max-new-tokens", str(case.reply_tokens)]
+    expected = [list(session.generate(session.question_prompt_ids(c.question), int(budget))) for c in cases]
+    assert all(len(ids) >= 3 for ids in expected)
+    for case, ids in zip(cases, expected, strict=True):
+        flags = ["--context", doc, "--question", case.question, "--max-new-tokens", budget]
         got = cli(runner, "run", bundle, *flags, "--store", tmp_path / "l2", "--token-ids")
         assert got.returncode == 0, got.stderr
-        ids = next(line for line in got.stderr.splitlines() if line.startswith("token ids:"))
-        assert len(expected) >= 3 and [int(t) for t in ids.split(":")[1].split()] == expected
+        line = next(line for line in got.stderr.splitlines() if line.startswith("token ids:"))
+        assert [int(t) for t in line.split(":")[1].split()] == ids
+    java = subprocess.run(
+        ["java", f"-Djava.library.path={jni}", "-cp", str(jni / "classes"), "org.acre.GreedyIds",
+         str(bundle), str(doc), str(tmp_path / "jvm.l2"), budget, *[c.question for c in cases]],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert java.returncode == 0, java.stderr
+    assert [[int(t) for t in line.split()] for line in java.stdout.splitlines()] == expected
