@@ -205,6 +205,44 @@ def test_re_encoding_shows_each_refilled_token_once_at_its_own_place_and_never_t
         assert visible.max() < rows.min()
 
 
+class PotRecorder:
+    """Remembers the pot keys, mask and positions every step was given."""
+
+    def __init__(self, engine, pot):
+        self.engine, self.name, self.pot, self.pots = engine, engine.name, pot, []
+
+    def step(self, inputs):
+        self.pots.append(
+            (np.array(inputs.pot_k, copy=True), inputs.pot_mask.copy(), self.pot.positions.copy())
+        )
+        return self.engine.step(inputs)
+
+
+def test_a_question_leaves_the_pot_bit_for_bit_as_ingest_left_it(lexical_bundle):
+    """An answer moves the recent window after the refilled spans; the next question must see its keys
+    as ingest left them, not rotated there and back (float32 rounds), or answers depend on what was
+    asked before."""
+    ids = document(2000, 0.5)
+    asked, fresh = Session(lexical_bundle, engine="torch"), Session(lexical_bundle, engine="torch")
+    asked.ingest_ids(ids), fresh.ingest_ids(ids)
+    list(asked.generate(NEEDLE + [5, 6], max_new_tokens=2))
+    assert asked.last.spans  # a refill happened, and with it the move
+    for s in (asked, fresh):
+        s.engine = PotRecorder(s.engine, s.pot)
+    question = [9, 10, 11, *NEEDLE[:3]]
+    assert list(asked.generate(question, max_new_tokens=3)) == list(
+        fresh.generate(question, max_new_tokens=3)
+    )
+    (k_asked, mask_asked, at_asked), (k_fresh, mask_fresh, at_fresh) = (
+        asked.engine.pots[0],
+        fresh.engine.pots[0],
+    )
+    assert np.array_equal(mask_asked, mask_fresh) and np.array_equal(
+        at_asked[mask_asked], at_fresh[mask_fresh]
+    )
+    assert np.array_equal(k_asked[..., mask_asked, :], k_fresh[..., mask_fresh, :])  # bit for bit
+
+
 def test_lexical_scores_are_bm25_over_span_token_ids():
     from acre.runtime.lexical import K1, B, LexicalIndex
 

@@ -57,7 +57,37 @@ void Session::reset_question() {
                              stored = kinds_slots({SINK, L1, RECENT});
   pot_.clear(asked.data(), asked.size());
   pot_.show(stored.data(), stored.size(), true);
+  if (!parked_.slots.empty()) {  // its keys and positions as they were, not rotated there and back
+    const size_t n = parked_.slots.size(), heads = size_t(pot_.shape().layers * pot_.shape().kv_heads);
+    const size_t row = size_t(pot_.shape().head_dim) * acre_dtype_size(pot_.kv_dtype()),
+                 P = size_t(pot_.shape().capacity);
+    std::vector<uint8_t> v(parked_.k.size());
+    const auto *pot_v = static_cast<const uint8_t *>(pot_.v());
+    for (size_t h = 0; h < heads; ++h)
+      for (size_t i = 0; i < n; ++i)
+        std::memcpy(v.data() + (h * n + i) * row, pot_v + (h * P + size_t(parked_.slots[i])) * row, row);
+    pot_.write(parked_.slots.data(), n, parked_.k.data(), v.data(), parked_.positions.data(), RECENT,
+               parked_.tokens.data());
+    parked_ = Parked{};
+  }
   compact();
+}
+
+void Session::park_recent() {
+  parked_ = Parked{};
+  const size_t heads = size_t(pot_.shape().layers * pot_.shape().kv_heads);
+  const size_t row = size_t(pot_.shape().head_dim) * acre_dtype_size(pot_.kv_dtype()),
+               P = size_t(pot_.shape().capacity);
+  const auto *k = static_cast<const uint8_t *>(pot_.k());
+  for (int64_t s : slots_of(RECENT))
+    if (pot_.mask()[s])
+      parked_.slots.push_back(s), parked_.positions.push_back(pot_.positions()[s]),
+          parked_.tokens.push_back(pot_.token()[s]);
+  const size_t n = parked_.slots.size();
+  parked_.k.resize(heads * n * row);
+  for (size_t h = 0; h < heads; ++h)
+    for (size_t i = 0; i < n; ++i)
+      std::memcpy(parked_.k.data() + (h * n + i) * row, k + (h * P + size_t(parked_.slots[i])) * row, row);
 }
 
 // Question (or answer) tokens through the step program in chunks, their K/V into the question region.
@@ -301,6 +331,7 @@ void Session::ask(const std::vector<int32_t> &question, const std::vector<int32_
     const std::vector<int64_t> spans = select_spans(attention, queries, probe, carried);
     const std::vector<int64_t> asked = slots_of(QUESTION);  // refilled spans must not see the question
     pot_.clear(asked.data(), asked.size());
+    if (policy_.answer_recent) park_recent();  // the refill moves it; reset_question puts it back
     refill(spans);
     last_.bytes_read = store_->bytes_read() - read_before;
     compact();

@@ -327,7 +327,7 @@ int64_t Session::ingest(Document document, const char *store_dir, bool resume, b
     return n_ids;
   }
   ++epoch_;
-  index_.reset(), lexical_.reset(), asking_ = false;
+  index_.reset(), lexical_.reset(), asking_ = false, parked_ = Parked{};
   const std::vector<int64_t> every = range(0, capacity);
   pot_.clear(every.data(), every.size());
   document_ = Document{};
@@ -547,7 +547,7 @@ int64_t Session::open_document(const std::string &dir) {
   const std::vector<acre_array> arrays = views(state->arrays);
   pot_.restore(arrays.data(), arrays.size());  // in place: the pot is never reallocated
   ++epoch_;
-  index_.reset(), lexical_.reset(), asking_ = false;
+  index_.reset(), lexical_.reset(), asking_ = false, parked_ = Parked{};
   store_ = std::move(opened);
   document_ = Document{};
   document_.ids.resize(size_t(ids->dims[0]));

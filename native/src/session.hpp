@@ -126,6 +126,7 @@ class Session {
   std::vector<int64_t> kinds_slots(const std::vector<int8_t> &kinds) const;
   std::vector<int8_t> shown_while_answering() const;
   void reset_question();
+  void park_recent();
   void prefill(const std::vector<int32_t> &ids, std::vector<double> *attention,
                std::vector<std::vector<float>> *queries);
   std::vector<int64_t> select_spans(const std::vector<double> &attention,
@@ -163,6 +164,12 @@ class Session {
   Rng rng_{0};
   std::vector<float> logits_;  // after the last token prefilled
   int32_t produced_ = 0, pending_ = -1;
+  // The recent window as ingest left it (slots, positions, tokens, keys [heads, n, D]): an answer moves
+  // it after the refilled spans, and rotating its keys back would round, so they are written back.
+  struct Parked {
+    std::vector<int64_t> slots, positions, tokens;
+    std::vector<uint8_t> k;
+  } parked_;
   bool asking_ = false, done_ = false;
 };
 
