@@ -128,6 +128,19 @@ void Pot::write(const int64_t *slots, size_t n, const void *k, const void *v, co
   }
 }
 
+void Pot::read(const int64_t *slots, size_t n, void *k, void *v) const {
+  check_slots(slots, n);
+  const size_t row = size_t(shape_.head_dim) * acre_dtype_size(dtype_), P = size_t(shape_.capacity);
+  const size_t heads = size_t(shape_.layers * shape_.kv_heads);
+  auto *ks = static_cast<unsigned char *>(k), *vs = static_cast<unsigned char *>(v);
+  for (size_t h = 0; h < heads; ++h)
+    for (size_t i = 0; i < n; ++i) {
+      const size_t from = (h * P + size_t(slots[i])) * row, to = (h * n + i) * row;
+      if (ks) std::memcpy(ks + to, k_.get() + from, row);
+      if (vs) std::memcpy(vs + to, v_.get() + from, row);
+    }
+}
+
 void Pot::clear(const int64_t *slots, size_t n) {
   check_slots(slots, n);
   for (size_t i = 0; i < n; ++i) {

@@ -45,6 +45,8 @@ class Pot {
   // 0, un-rotated), visible, of `kind` (not FREE), from document `tokens` (null: -1, none).
   void write(const int64_t *slots, size_t n, const void *k, const void *v, const int64_t *positions,
              int8_t kind, const int64_t *tokens);
+  // The rows of `slots` (valid) as write() takes them, k and v [L, Hkv, n, D]; a null k or v is skipped.
+  void read(const int64_t *slots, size_t n, void *k, void *v) const;
   void clear(const int64_t *slots, size_t n);               // free and hidden
   void show(const int64_t *slots, size_t n, bool visible);  // the mask only
   // New positions for `slots` (distinct); keys re-rotated by the change where it is not 0.

@@ -58,14 +58,9 @@ void Session::reset_question() {
   pot_.clear(asked.data(), asked.size());
   pot_.show(stored.data(), stored.size(), true);
   if (!parked_.slots.empty()) {  // its keys and positions as they were, not rotated there and back
-    const size_t n = parked_.slots.size(), heads = size_t(pot_.shape().layers * pot_.shape().kv_heads);
-    const size_t row = size_t(pot_.shape().head_dim) * acre_dtype_size(pot_.kv_dtype()),
-                 P = size_t(pot_.shape().capacity);
-    std::vector<uint8_t> v(parked_.k.size());
-    const auto *pot_v = static_cast<const uint8_t *>(pot_.v());
-    for (size_t h = 0; h < heads; ++h)
-      for (size_t i = 0; i < n; ++i)
-        std::memcpy(v.data() + (h * n + i) * row, pot_v + (h * P + size_t(parked_.slots[i])) * row, row);
+    const size_t n = parked_.slots.size();
+    std::vector<uint8_t> v(parked_.k.size());  // values are not rotated: as they are now
+    pot_.read(parked_.slots.data(), n, nullptr, v.data());
     pot_.write(parked_.slots.data(), n, parked_.k.data(), v.data(), parked_.positions.data(), RECENT,
                parked_.tokens.data());
     parked_ = Parked{};
@@ -75,19 +70,12 @@ void Session::reset_question() {
 
 void Session::park_recent() {
   parked_ = Parked{};
-  const size_t heads = size_t(pot_.shape().layers * pot_.shape().kv_heads);
-  const size_t row = size_t(pot_.shape().head_dim) * acre_dtype_size(pot_.kv_dtype()),
-               P = size_t(pot_.shape().capacity);
-  const auto *k = static_cast<const uint8_t *>(pot_.k());
   for (int64_t s : slots_of(RECENT))
     if (pot_.mask()[s])
       parked_.slots.push_back(s), parked_.positions.push_back(pot_.positions()[s]),
           parked_.tokens.push_back(pot_.token()[s]);
-  const size_t n = parked_.slots.size();
-  parked_.k.resize(heads * n * row);
-  for (size_t h = 0; h < heads; ++h)
-    for (size_t i = 0; i < n; ++i)
-      std::memcpy(parked_.k.data() + (h * n + i) * row, k + (h * P + size_t(parked_.slots[i])) * row, row);
+  parked_.k.resize(pot_.kv_bytes() / size_t(pot_.shape().capacity) * parked_.slots.size());
+  pot_.read(parked_.slots.data(), parked_.slots.size(), parked_.k.data(), nullptr);
 }
 
 // Question (or answer) tokens through the step program in chunks, their K/V into the question region.
