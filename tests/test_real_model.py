@@ -154,7 +154,7 @@ def test_the_c_runner_and_the_jvm_answer_suite_questions_with_python_acres_greed
     # (as each run of the runner does): a question leaves the pot as it found it, so they agree too
     in_turn = [list(session.generate(session.question_prompt_ids(c.question), int(budget))) for c in cases]
     assert all(len(ids) >= 3 for ids in in_turn)
-    for case in cases:
+    for case, asked_in_turn in zip(cases, in_turn, strict=True):
         reopened = Session(bundle, engine="executorch")
         reopened.open_document(store)
         ids = list(reopened.generate(reopened.question_prompt_ids(case.question), int(budget)))
@@ -162,7 +162,7 @@ def test_the_c_runner_and_the_jvm_answer_suite_questions_with_python_acres_greed
         got = cli(runner, "run", bundle, *flags, "--store", store, "--token-ids")
         assert got.returncode == 0, got.stderr
         line = next(line for line in got.stderr.splitlines() if line.startswith("token ids:"))
-        assert [int(t) for t in line.split(":")[1].split()] == ids == in_turn[cases.index(case)]
+        assert [int(t) for t in line.split(":")[1].split()] == ids == asked_in_turn
     java = subprocess.run(
         ["java", f"-Djava.library.path={jni}", "-cp", str(jni / "classes"), "org.acre.GreedyIds",
          str(bundle), str(doc), str(tmp_path / "jvm.l2"), budget, *[c.question for c in cases]],
